@@ -1,0 +1,159 @@
+"""What the stack-level CLI commands do: services, migrations, topics, doctor, ``up``."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from ops import migrations
+from ops.output import print_json, print_table
+from ops.services import stack
+from ops.services.postgres import check_database
+from schemas.errors import VigilError
+from streams.catalog import CATALOG
+from streams.kafka import check_broker, make_admin
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+# Parts of `vigil up` that later issues build; `up` names them instead of pretending.
+PENDING_PARTS = (
+    ("connectors (Debezium CDC)", "issue #4"),
+    ("worker with agents, outbox relay, sinks", "issue #5"),
+    ("scheduler, HTTP ingest and dashboard", "no issue yet"),
+)
+
+
+def _health_rows(settings: Settings) -> tuple[list[list[str]], bool]:
+    rows, all_ok = [], True
+    for health in stack.status(settings):
+        all_ok &= health.healthy
+        rows.append(
+            [
+                health.name,
+                "embedded" if health.embedded else "external",
+                health.url or "-",
+                "[green]healthy[/]" if health.healthy else "[red]down[/]",
+                health.detail,
+            ]
+        )
+    return rows, all_ok
+
+
+def _service_json(settings: Settings) -> dict[str, object]:
+    healths = {h.name: h for h in stack.status(settings)}
+    resolved = stack.attach(settings)
+    return {
+        "database_url": resolved.database_url,
+        "kafka_bootstrap": resolved.kafka_bootstrap,
+        "postgres": healths["postgres"].as_dict(),
+        "kafka": healths["kafka"].as_dict(),
+    }
+
+
+def services_up(settings: Settings, console: Console, *, as_json: bool) -> Settings:
+    resolved = stack.up(settings)
+    if as_json:
+        print_json(_service_json(settings))
+    else:
+        rows, _ = _health_rows(settings)
+        print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
+    return resolved
+
+
+def services_down(settings: Settings, console: Console) -> None:
+    stopped = stack.down(settings)
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing Vigil started is running")
+
+
+def services_status(settings: Settings, console: Console, *, as_json: bool) -> bool:
+    if as_json:
+        data = _service_json(settings)
+        print_json(data)
+        return all(bool(data[name]["healthy"]) for name in ("postgres", "kafka"))  # type: ignore[index]
+    rows, ok = _health_rows(settings)
+    print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
+    return ok
+
+
+def db_upgrade(settings: Settings, console: Console) -> None:
+    resolved = stack.attach(settings) if settings.uses_embedded_postgres else settings
+    revision = migrations.upgrade(resolved.require_database_url())
+    console.print(f"database schema vigil at revision {revision}")
+
+
+def inspect_topics(settings: Settings, console: Console, *, as_json: bool) -> None:
+    resolved = stack.attach(settings)
+    metadata = make_admin(resolved).list_topics(timeout=10)
+    topics = sorted(metadata.topics.items())
+    if as_json:
+        print_json([{"topic": name, "partitions": len(meta.partitions)} for name, meta in topics])
+        return
+    print_table(
+        console,
+        f"Topics on {resolved.kafka_bootstrap}",
+        ["topic", "partitions"],
+        [[name, str(len(meta.partitions))] for name, meta in topics],
+    )
+
+
+def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
+    """Check what Vigil points at; print findings; return whether everything needed works."""
+    resolved = stack.attach(settings)
+    findings: list[dict[str, str]] = []
+
+    def add(part: str, ok: bool, detail: str) -> None:
+        findings.append({"part": part, "status": "ok" if ok else "problem", "detail": detail})
+
+    if resolved.database_url is None:
+        add("postgres", False, "embedded Postgres is not running: `vigil services up`")
+    else:
+        try:
+            wal_level = check_database(resolved.database_url)
+            add("postgres", wal_level == "logical", f"wal_level={wal_level} (CDC needs logical)")
+        except VigilError as exc:
+            add("postgres", False, str(exc))
+    if resolved.kafka_bootstrap is None:
+        add("kafka", False, "embedded broker is not running: `vigil services up`")
+    else:
+        try:
+            add("kafka", True, f"{check_broker(resolved)} broker(s) at {resolved.kafka_bootstrap}")
+        except VigilError as exc:
+            add("kafka", False, str(exc))
+    if settings.uses_embedded_broker:
+        add(
+            "kafka",
+            True,
+            "limitation: the embedded tansu broker keeps topics in memory only, does not compact, "
+            "and under-reports high watermarks; production is Apache Kafka (docker-compose.yml)",
+        )
+    if settings.schema_registry_url is None:
+        add("schema registry", True, "not configured: Avro single-object encoding with local schemas")
+    ok = all(f["status"] == "ok" for f in findings)
+    if as_json:
+        print_json({"ok": ok, "findings": findings})
+    else:
+        rows = [[f["part"], f["status"], f["detail"]] for f in findings]
+        print_table(console, "vigil doctor", ["part", "status", "detail"], rows)
+    return ok
+
+
+def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modules: list[str]) -> None:
+    """Start the stack, migrate, create the topics, and show what runs.
+
+    The parts that later issues build (connectors, worker, scheduler, HTTP) are listed as not
+    landed rather than simulated.
+    """
+    console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
+    resolved = services_up(settings, console, as_json=False)
+    revision = migrations.upgrade(resolved.require_database_url())
+    console.print(f"database schema vigil at revision {revision}")
+    created = ensure_topics(resolved, CATALOG)
+    console.print(
+        f"topics: {len(CATALOG)} in the catalog"
+        + (f", created {', '.join(created)}" if created else ", all present")
+    )
+    rows = [[part, "[yellow]not landed[/]", issue] for part, issue in PENDING_PARTS]
+    print_table(console, "Pipeline parts", ["part", "state", "comes with"], rows)
+    console.print(
+        f"Postgres: {resolved.database_url}\nKafka:    {resolved.kafka_bootstrap}\n"
+        "Stop the embedded services with `vigil services down`."
+    )

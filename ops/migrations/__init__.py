@@ -1,0 +1,58 @@
+"""Versioned migrations (Alembic) of Vigil's Postgres schema ``vigil``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+SCHEMA = "vigil"
+VERSION_TABLE = "alembic_version"
+HERE = Path(__file__).parent
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy URL for a libpq-style ``postgresql://`` URL (psycopg 3 driver)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(str(HERE))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"version_table_schema": SCHEMA, "version_table": VERSION_TABLE}
+        )
+        return context.get_current_revision()
+
+
+def upgrade(database_url: str, revision: str = "head") -> str | None:
+    """Apply migrations up to ``revision``; return the revision the database is at."""
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+        command.upgrade(alembic_config(engine), revision)
+        return current_revision(engine)
+    finally:
+        engine.dispose()

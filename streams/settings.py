@@ -1,0 +1,136 @@
+"""The one settings object: every ``VIGIL_*`` variable of the contract, typed and documented.
+
+Read from the environment (prefix ``VIGIL_``) and, below it in priority, from an optional
+``vigil.toml`` in the working directory (or the file named by ``VIGIL_CONFIG``). Built once by
+:func:`load_settings`; everything else receives it as an argument. Nothing else reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from schemas.errors import ConfigurationError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+#: Session timeout used against the embedded broker, whose group join takes about half of it.
+EMBEDDED_SESSION_TIMEOUT_MS = 6000
+DEFAULT_SESSION_TIMEOUT_MS = 45000
+
+
+class Settings(BaseSettings):
+    """Vigil's configuration. Field names map to ``VIGIL_<NAME>`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_",
+        extra="ignore",
+        frozen=True,
+        toml_file="vigil.toml",
+    )
+
+    home: Path = Field(Path(".vigil"), description="State directory (embedded services, logs).")
+    database_url: str | None = Field(
+        None,
+        description="Postgres URL with logical replication for CDC; unset: embedded Postgres is started.",
+    )
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; unset: the embedded broker is started."
+    )
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent-compatible schema registry; unset: Avro single-object encoding.",
+    )
+    connect_url: str | None = Field(
+        None, description="Kafka Connect REST URL; unset: connectors run in the embedded engine."
+    )
+    ingest_token: SecretStr | None = Field(
+        None, description="Secret for the HTTP ingest (bearer token or HMAC); unset: ingest refuses."
+    )
+
+    kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", description="security.protocol")
+    kafka_sasl_mechanism: str | None = Field(None, description="sasl.mechanism, e.g. PLAIN, SCRAM-SHA-512")
+    kafka_sasl_username: str | None = Field(None, description="sasl.username")
+    kafka_sasl_password: SecretStr | None = Field(None, description="sasl.password")
+    kafka_ssl_ca_location: str | None = Field(None, description="ssl.ca.location")
+    kafka_ssl_certificate_location: str | None = Field(None, description="ssl.certificate.location")
+    kafka_ssl_key_location: str | None = Field(None, description="ssl.key.location")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="ssl.key.password")
+    kafka_session_timeout_ms: int | None = Field(
+        None,
+        description="Consumer session timeout; unset: 6000 on the embedded broker, 45000 elsewhere.",
+    )
+
+    connectors: str | None = Field(
+        None, description="Directory or comma-separated files of Debezium connector JSON."
+    )
+    agents: str = Field("", description="Comma-separated modules with user agents (same as -A).")
+    http_port: int = Field(6066, ge=1, le=65535, description="Port of ingest, dashboard and /metrics.")
+    drift_policy: Path | None = Field(None, description="TOML drift policy; unset: packaged defaults.")
+
+    topic_partitions: int = Field(3, ge=1, description="Partitions of topics Vigil creates.")
+    topic_replication_factor: int = Field(
+        1, ge=-1, description="Replication factor of topics Vigil creates (-1: broker default)."
+    )
+    log_level: str = Field("INFO", description="Log level of Vigil's own loggers.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("VIGIL_CONFIG", "vigil.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    @property
+    def agent_modules(self) -> list[str]:
+        return [m.strip() for m in self.agents.split(",") if m.strip()]
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    def require_bootstrap(self) -> str:
+        if self.kafka_bootstrap is None:
+            raise ConfigurationError(
+                "no Kafka bootstrap servers: set VIGIL_KAFKA_BOOTSTRAP or start the embedded broker "
+                "with `vigil services up`"
+            )
+        return self.kafka_bootstrap
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigurationError(
+                "no database: set VIGIL_DATABASE_URL or start the embedded Postgres with `vigil services up`"
+            )
+        return self.database_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment and ``vigil.toml``; ``overrides`` win."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Vigil settings: {exc}") from exc

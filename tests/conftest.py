@@ -1,0 +1,95 @@
+"""Session fixtures: the real stack (embedded Postgres and broker, or the one named by VIGIL_*).
+
+With ``VIGIL_DATABASE_URL`` and ``VIGIL_KAFKA_BOOTSTRAP`` set, tests run against that stack and
+start nothing. Otherwise the embedded services are started once per session from the same code
+``vigil services up`` uses, in a throwaway ``VIGIL_HOME``, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops import migrations
+from ops.services import stack as stack_mod
+from streams.catalog import CATALOG, TopicSpec
+from streams.settings import Settings, load_settings
+from streams.topics import ensure_topics
+
+
+def _throwaway_home(prefix: str) -> Path:
+    # Not under pytest's tmp_path: that is mode 0700 and the postgres user must traverse it.
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    return home
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """Settings pointing at a running, migrated stack with the catalog's topics."""
+    base = load_settings()
+    home: Path | None = None
+    if base.uses_embedded_postgres or base.uses_embedded_broker:
+        home = _throwaway_home("vigil-test-")
+        base = base.model_copy(update={"home": home})
+    resolved = stack_mod.up(base)
+    migrations.upgrade(resolved.require_database_url())
+    ensure_topics(resolved, CATALOG)
+    try:
+        yield resolved
+    finally:
+        if home is not None and not os.environ.get("VIGIL_KEEP_TEST_STACK"):
+            stack_mod.down(base)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short name unique to this test, for topics, groups, schemas and databases."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_topic(stack: Settings, unique: str) -> Callable[..., str]:
+    """Create a topic unique to this test: ``make_topic("orders", partitions=3)``."""
+
+    def create(name: str = "topic", partitions: int = 1, configs: dict[str, str] | None = None) -> str:
+        full = f"{unique}.{name}"
+        ensure_topics(stack, [TopicSpec(full, "test topic", partitions, configs or {})])
+        return full
+
+    return create
+
+
+@pytest.fixture
+def fresh_database(stack: Settings, unique: str) -> Iterator[str]:
+    """URL of a new, migrated database unique to this test; dropped afterwards."""
+    url = stack.require_database_url()
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{unique}"')
+    db_url = url.rsplit("/", 1)[0] + f"/{unique}"
+    migrations.upgrade(db_url)
+    try:
+        yield db_url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{unique}" WITH (FORCE)')
+
+
+@pytest.fixture
+def throwaway_home() -> Iterator[Path]:
+    """A VIGIL_HOME of this test's own, for tests that start and kill services."""
+    home = _throwaway_home("vigil-own-")
+    try:
+        yield home
+    finally:
+        stack_mod.down(load_settings(home=home))
+        shutil.rmtree(home, ignore_errors=True)
