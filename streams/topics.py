@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException, NewTopic
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.cimpl import NewTopic
 
 from schemas.errors import ServiceError
 from streams.catalog import CATALOG, TopicSpec
