@@ -129,17 +129,19 @@ class EmbeddedBroker:
         _SPAWNED.append(proc)
         self._save(proc.pid, port)
         try:
-            self._wait_healthy(timeout)
+            self._wait_healthy(timeout, proc)
         except ServiceError:
             terminate(proc.pid)
             raise
         log.info("broker up on 127.0.0.1:%d (pid %d)", port, proc.pid)
         return self.status()
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def _wait_healthy(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.pid() is None:
+            # Right after the fork, /proc still shows the parent's command line: ask the child itself.
+            exited = proc.poll() is not None if proc is not None else self.pid() is None
+            if exited:
                 raise ServiceError(f"the embedded broker exited at start; see {self.logfile}")
             if self.healthy(timeout=2.0):
                 return
