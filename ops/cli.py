@@ -82,7 +82,9 @@ def worker(
     ] = None,
 ) -> None:
     """A Faust worker with the built-in agents and the user's."""
-    not_landed("worker", "issue #5, agents with exactly-once side effects")
+    from ops.worker import run_worker
+
+    run_worker(settings(), agents_module or [])
 
 
 @app.command()
@@ -158,8 +160,11 @@ def inspect_tail(
     limit: Annotated[int | None, typer.Option("--limit")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Decoded messages of TOPIC from the beginning (or the last N)."""
-    not_landed("inspect tail", "issue #3, Avro schemas and codec")
+    """Decoded messages of TOPIC from the beginning (or the last N per partition); exits when caught up."""
+    from ops.services import stack
+    from ops.tail import tail
+
+    tail(stack.attach(settings()), console, topic, follow=follow, key=key, limit=limit, as_json=as_json)
 
 
 # -- contract commands whose issues have not landed ------------------------------------

@@ -39,3 +39,15 @@ class PoisonError(VigilError):
 
 class NotLandedError(VigilError):
     """A contract command whose implementation has not landed yet."""
+
+
+class DecodeError(PoisonError):
+    """Bytes that are not a record Vigil can read; ``reason`` says why (for the dead letter)."""
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(f"cannot decode message: {reason}", code=code)
+        self.reason = reason
+
+
+class EncodeError(VigilError):
+    """A record that does not match its schema (a bug in the producing code, not poison)."""

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     http_port: int = Field(6066, ge=1, le=65535, description="Port of ingest, dashboard and /metrics.")
     drift_policy: Path | None = Field(None, description="TOML drift policy; unset: packaged defaults.")
 
+    app_id: str = Field(
+        "vigil", description="Faust app id: the consumer group of the agents (workers with one id share work)."
+    )
+    batch_size: int = Field(500, ge=1, description="Events an agent processes per transaction, at most.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics Vigil creates.")
     topic_replication_factor: int = Field(
         1, ge=-1, description="Replication factor of topics Vigil creates (-1: broker default)."

@@ -10,9 +10,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 SCHEMA = "vigil"
 VERSION_TABLE = "alembic_version"
+#: Advisory lock key held while migrating (an arbitrary constant: "vigil" in ASCII).
+MIGRATION_LOCK = 0x766967696C
 HERE = Path(__file__).parent
 
 
@@ -48,11 +51,18 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(database_url: str, revision: str = "head") -> str | None:
     """Apply migrations up to ``revision``; return the revision the database is at."""
-    engine = create_engine(sqlalchemy_url(database_url))
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
     try:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
-        command.upgrade(alembic_config(engine), revision)
-        return current_revision(engine)
+        # Several workers starting at once would run the same migration twice: take turns.
+        with engine.connect() as lock:
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+                command.upgrade(alembic_config(engine), revision)
+                return current_revision(engine)
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                lock.commit()
     finally:
         engine.dispose()

@@ -1,0 +1,42 @@
+"""``vigil worker``: the stack, the migrations, the topics, then the Faust worker with the agents."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import faust
+
+from agents.api import AgentSpec, load_modules
+from agents.worker import WorkerRuntime, build_app
+from ops import migrations
+from ops.services import stack
+from schemas.errors import ConfigurationError
+from streams.catalog import CATALOG, TopicSpec
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[AgentSpec]]:
+    """Start or attach the stack, migrate, load the agents and create every topic they need."""
+    resolved = stack.up(settings)
+    migrations.upgrade(resolved.require_database_url())
+    specs = load_modules([*settings.agent_modules, *modules])
+    if not specs:
+        raise ConfigurationError("no agents to run: pass -A your.module or set VIGIL_AGENTS")
+    subscribed = sorted({t for spec in specs for t in spec.topics} - {s.name for s in CATALOG})
+    ensure_topics(resolved, [*CATALOG, *(TopicSpec(t, "subscribed by an agent") for t in subscribed)])
+    return resolved, specs
+
+
+def run_worker(settings: Settings, modules: Sequence[str]) -> None:
+    """Run the worker in the foreground until SIGTERM or Ctrl-C."""
+    resolved, specs = prepare(settings, modules)
+    runtime = WorkerRuntime.create(resolved)
+    runtime.start()
+    app = build_app(resolved, specs, runtime)
+    log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,165 @@
+"""What an agent receives: typed views of Kafka messages.
+
+Pure: built from the message's parts (topic, partition, offset, key, value, headers), so tests
+feed values in without a broker.
+
+- a Debezium topic (``cdc.*``) gives a :class:`ChangeEvent` (``op``, ``before``, ``after``, ``key``, ``source``);
+- any other topic gives a :class:`RawEvent` whose ``value`` is the parsed JSON when the bytes are JSON,
+  else the bytes.
+
+Every view has ``event_id``: the ``vigil-event-id`` header when present, else
+``<topic>/<partition>/<offset>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.errors import PoisonError
+from streams.catalog import CDC_PREFIX
+
+EVENT_ID_HEADER = "vigil-event-id"
+TRACE_ID_HEADER = "vigil-trace-id"
+
+Headers = Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class MessageParts:
+    """The parts of a consumed Kafka message that views are built from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=dict)
+    timestamp_ms: int | None = None
+
+
+def headers_to_dict(
+    headers: Sequence[tuple[str, bytes | None]] | Mapping[str, bytes] | None,
+) -> dict[str, bytes]:
+    """Kafka headers as a dict (the last value wins for a repeated name)."""
+    if headers is None:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {name: (value or b"") for name, value in items}
+
+
+def event_id_of(parts: MessageParts) -> str:
+    """The stable id of the event in ``parts``."""
+    header = parts.headers.get(EVENT_ID_HEADER)
+    if header:
+        return header.decode("utf-8", errors="replace")
+    return f"{parts.topic}/{parts.partition}/{parts.offset}"
+
+
+def trace_id_of(parts: MessageParts) -> str:
+    header = parts.headers.get(TRACE_ID_HEADER)
+    return header.decode("utf-8", errors="replace") if header else event_id_of(parts)
+
+
+@dataclass(frozen=True)
+class EventView:
+    """Fields every view has."""
+
+    event_id: str
+    trace_id: str
+    topic: str
+    partition: int
+    offset: int
+    headers: Headers
+
+
+@dataclass(frozen=True)
+class ChangeEvent(EventView):
+    """A Debezium change event: ``op`` is c (create), u (update), d (delete) or r (snapshot read)."""
+
+    op: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    key: Any
+    source: dict[str, Any]
+    ts_ms: int | None
+
+
+@dataclass(frozen=True)
+class RawEvent(EventView):
+    """A message from a topic Vigil has no schema for."""
+
+    key: bytes | None
+    value: Any
+
+
+def _parse_json(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def _debezium_payload(document: Any) -> Any:
+    """The payload of a Debezium JSON document, with or without the schema envelope."""
+    if isinstance(document, dict) and "payload" in document and "schema" in document:
+        return document["payload"]
+    return document
+
+
+def change_event(parts: MessageParts) -> ChangeEvent | None:
+    """The change view of a Debezium message; ``None`` for a tombstone. Raises PoisonError on bad input."""
+    if parts.value is None:
+        return None
+    try:
+        payload = _debezium_payload(_parse_json(parts.value))
+        key = _debezium_payload(_parse_json(parts.key)) if parts.key else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PoisonError(f"not a Debezium JSON change event: {exc}") from exc
+    if not isinstance(payload, dict) or "op" not in payload:
+        raise PoisonError("not a Debezium change event: no 'op' in the payload")
+    if isinstance(key, dict) and len(key) == 1:
+        key = next(iter(key.values()))
+    return ChangeEvent(
+        event_id=event_id_of(parts),
+        trace_id=trace_id_of(parts),
+        topic=parts.topic,
+        partition=parts.partition,
+        offset=parts.offset,
+        headers=parts.headers,
+        op=str(payload["op"]),
+        before=payload.get("before"),
+        after=payload.get("after"),
+        key=key,
+        source=payload.get("source") or {},
+        ts_ms=payload.get("ts_ms"),
+    )
+
+
+def raw_event(parts: MessageParts) -> RawEvent:
+    value: Any = parts.value
+    if parts.value is not None:
+        try:
+            value = _parse_json(parts.value)
+        except (ValueError, UnicodeDecodeError):
+            value = parts.value
+    return RawEvent(
+        event_id=event_id_of(parts),
+        trace_id=trace_id_of(parts),
+        topic=parts.topic,
+        partition=parts.partition,
+        offset=parts.offset,
+        headers=parts.headers,
+        key=parts.key,
+        value=value,
+    )
+
+
+def is_cdc_topic(topic: str) -> bool:
+    return topic.startswith(CDC_PREFIX)
+
+
+def view_of(parts: MessageParts) -> EventView | None:
+    """The view an agent receives for ``parts``; ``None`` when there is nothing to process (tombstone)."""
+    if is_cdc_topic(parts.topic):
+        return change_event(parts)
+    return raw_event(parts)

@@ -1,0 +1,1 @@
+"""Agent modules that integration tests load into real worker processes with ``-A``."""

@@ -1,0 +1,212 @@
+"""Exactly-once side effects with real worker processes, Postgres and the broker."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ops.services.stack import embedded_postgres
+from streams.settings import Settings
+from tests.integration.workers import (
+    assert_exactly_once,
+    produce_events,
+    read_dlq,
+    scalar,
+    start_worker,
+    stop,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(300)
+def test_every_event_delivered_three_times_is_processed_once(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("orders", partitions=3)
+    events = [(f"evt-{n}", {"n": n, "score": (n % 10) / 10}) for n in range(5000)]
+    produce_events(stack, topic, events, copies=3)
+    log = tmp_path / "worker.log"
+    worker = start_worker(stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log)
+    try:
+        count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+        wait_until(lambda: count() >= 5000, 180, "5,000 processed events", worker, log)
+        time.sleep(3)  # anything still arriving would be a duplicate
+        assert_exactly_once(fresh_database, unique, 5000)
+    finally:
+        stop(worker)
+
+
+@pytest.mark.timeout(300)
+def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("flaky", partitions=2)
+    events = [
+        (f"evt-{n}", {"n": n, "fail": n % 50 == 7, "reject": n % 100 == 13, "touch_db": n % 3 == 0})
+        for n in range(1000)
+    ]
+    failing = {f"evt-{n}" for n in range(1000) if n % 50 == 7}
+    rejected = {f"evt-{n}" for n in range(1000) if n % 100 == 13}
+    produce_events(stack, topic, events)
+    log = tmp_path / "worker.log"
+    worker = start_worker(stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log)
+    try:
+        count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+        wait_until(lambda: count() >= 1000, 180, "1,000 processed events", worker, log)
+        time.sleep(2)
+    finally:
+        stop(worker)
+    ok = 1000 - len(failing) - len(rejected)
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events") == 1000
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.outbox") == ok
+    runs = dict(
+        (status, scalar(fresh_database, "SELECT count(*) FROM vigil.runs WHERE status = %s", status))
+        for status in ("succeeded", "failed", "rejected")
+    )
+    assert runs == {"succeeded": ok, "failed": len(failing), "rejected": len(rejected)}
+    assert scalar(fresh_database, "SELECT min(attempt) FROM vigil.runs WHERE status = 'failed'") == 3
+    # A rejected event's proposed output waits in the review queue instead of the outbox.
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.reviews WHERE status = 'pending'") == len(
+        rejected
+    )
+    assert scalar(
+        fresh_database,
+        "SELECT count(*) FROM vigil.reviews WHERE jsonb_array_length(proposed) = 1",
+    ) == len(rejected)
+    dead = read_dlq(stack, unique, len(failing))
+    assert {d["vigil-event-id"] for d in dead} == failing
+    assert all("handler fails" in d["vigil-error"] and d["vigil-source-topic"] == topic for d in dead)
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("crashy", partitions=3)
+    total = 20_000
+    produce_events(stack, topic, [(f"evt-{n}", {"n": n, "touch_db": n % 2 == 0}) for n in range(total)])
+    log = tmp_path / "worker.log"
+    rng = random.Random(20261121)
+    count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+    progress = []
+    # Slow each event a little so that 20 kills land while work is in flight.
+    slow = {"VIGIL_TEST_SLOW_MS": "1"}
+    for _ in range(20):
+        before = count()
+        worker = start_worker(
+            stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log, extra_env=slow
+        )
+        # Kill at a random moment once this worker is processing (not while it still starts up).
+        wait_until(lambda: count() > before, 120, "progress", worker, log)  # noqa: B023
+        time.sleep(rng.uniform(0.0, 1.5))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        progress.append(count())
+    assert progress[-1] < total, "the kills should land before the work is done"
+    worker = start_worker(stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log)
+    try:
+        wait_until(lambda: count() >= total, 240, f"{total} processed events", worker, log)
+        time.sleep(3)
+    finally:
+        stop(worker)
+    assert_exactly_once(fresh_database, unique, total)
+    assert progress == sorted(progress) and progress[0] < progress[-1], progress
+
+
+@pytest.mark.timeout(300)
+def test_postgres_down_for_20s_worker_waits_then_goes_on_exactly_once(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    if not stack.uses_embedded_postgres and stack.home is None:
+        pytest.skip("needs the embedded Postgres to stop and start it")
+    postgres = embedded_postgres(stack)
+    if not postgres.status().running:
+        pytest.skip("the stack's Postgres is external")
+    topic = make_topic("outage", partitions=2)
+    total = 6000
+    produce_events(stack, topic, [(f"evt-{n}", {"n": n}) for n in range(total)])
+    log = tmp_path / "worker.log"
+    count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+    worker = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_TEST_SLOW_MS": "1"},
+    )
+    try:
+        wait_until(lambda: count() > 300, 120, "the first events", worker, log)
+        postgres.stop()
+        cpu_before = _cpu_seconds(worker.pid)
+        time.sleep(20)
+        cpu_during = _cpu_seconds(worker.pid) - cpu_before
+        assert worker.poll() is None, "the worker must wait for Postgres, not exit"
+        postgres.start()
+        wait_until(lambda: count() >= total, 180, f"{total} processed events", worker, log)
+        time.sleep(2)
+    finally:
+        if not postgres.status().running:
+            postgres.start()
+        stop(worker)
+    assert cpu_during < 8.0, f"the worker spun while Postgres was down: {cpu_during:.1f}s CPU in 20s"
+    assert "retrying the batch" in log.read_text()
+    assert_exactly_once(fresh_database, unique, total)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timeout(300)
+def test_two_workers_rebalancing_mid_run_process_each_event_once(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("shared", partitions=4)
+    total = 10_000
+    produce_events(stack, topic, [(f"evt-{n}", {"n": n, "touch_db": True}) for n in range(total)])
+    count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+    slow = {"VIGIL_TEST_SLOW_MS": "1"}
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=first_log,
+        extra_env=slow,
+    )
+    second = None
+    try:
+        wait_until(lambda: count() > 1000, 120, "the first worker's progress", first, first_log)
+        second = start_worker(
+            stack,
+            fresh_database,
+            topic=topic,
+            app_id=unique,
+            agent_name=unique,
+            log_path=second_log,
+            extra_env=slow,
+        )
+        at_join = count()
+        wait_until(lambda: count() > at_join + 2000, 120, "progress with two workers", second, second_log)
+        stop(first)  # leaves the group: its partitions move to the second worker
+        wait_until(lambda: count() >= total, 180, f"{total} processed events", second, second_log)
+        time.sleep(3)
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+    assert_exactly_once(fresh_database, unique, total)

@@ -1,0 +1,142 @@
+"""Helpers for tests that run real ``vigil worker`` processes against the real stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psycopg
+
+from streams.kafka import make_producer
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+VIGIL = str(Path(sys.executable).parent / "vigil")
+
+
+def start_worker(
+    stack: Settings,
+    database_url: str,
+    *,
+    topic: str,
+    app_id: str,
+    agent_name: str,
+    log_path: Path,
+    module: str = "tests.integration.agentmods.recorder",
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        {
+            "VIGIL_HOME": str(log_path.parent),
+            "VIGIL_DATABASE_URL": database_url,
+            "VIGIL_KAFKA_BOOTSTRAP": stack.require_bootstrap(),
+            "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "VIGIL_APP_ID": app_id,
+            "VIGIL_TEST_TOPIC": topic,
+            "VIGIL_TEST_AGENT": agent_name,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(extra_env or {})
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [VIGIL, "worker", "-A", module], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def produce_events(
+    stack: Settings, topic: str, events: Iterable[tuple[str, dict[str, object]]], copies: int = 1
+) -> int:
+    """Produce each (event_id, value) ``copies`` times, with the id in ``vigil-event-id``."""
+    producer = make_producer(stack, **{"linger.ms": 20})
+    sent = 0
+    batch = list(events)
+    for _ in range(copies):
+        for event_id, value in batch:
+            producer.produce(
+                topic,
+                key=event_id.encode(),
+                value=json.dumps(value).encode(),
+                headers=[("vigil-event-id", event_id.encode())],
+            )
+            sent += 1
+            if sent % 5000 == 0:
+                producer.flush(30)
+    assert producer.flush(60) == 0
+    return sent
+
+
+def scalar(database_url: str, sql: str, *params: object) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = log_path.read_text()[-3000:] if log_path else ""
+            raise AssertionError(f"worker exited ({proc.returncode}) while waiting for {what}:\n{tail}")
+        time.sleep(0.5)
+    tail = log_path.read_text()[-3000:] if log_path else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+
+
+def assert_exactly_once(database_url: str, agent: str, expected: int) -> None:
+    """processed_events, outbox and succeeded runs each hold exactly ``expected`` distinct events."""
+    processed = scalar(database_url, "SELECT count(*) FROM vigil.processed_events WHERE agent = %s", agent)
+    outbox = scalar(database_url, "SELECT count(*) FROM vigil.outbox")
+    distinct_outbox = scalar(database_url, "SELECT count(DISTINCT aggregateid) FROM vigil.outbox")
+    runs = scalar(
+        database_url, "SELECT count(*) FROM vigil.runs WHERE agent = %s AND status = 'succeeded'", agent
+    )
+    assert (processed, outbox, distinct_outbox, runs) == (expected, expected, expected, expected)
+
+
+def read_dlq(stack: Settings, agent: str, expected: int, timeout: float = 60.0) -> list[dict[str, str]]:
+    """Headers of the dead letters an agent wrote (read from the start of ``vigil.dlq``)."""
+    from streams.catalog import DLQ
+    from streams.kafka import make_consumer
+
+    consumer = make_consumer(stack, f"dlq-reader-{agent}-{time.monotonic_ns()}")
+    consumer.subscribe([DLQ])
+    found: dict[str, dict[str, str]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
+            if headers.get("vigil-agent") == agent:
+                found[headers["vigil-event-id"]] = headers
+    finally:
+        consumer.close()
+    return list(found.values())
