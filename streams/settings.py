@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     drift_policy: Path | None = Field(None, description="TOML drift policy; unset: packaged defaults.")
 
     app_id: str = Field(
-        "vigil", description="Faust app id: the consumer group of the agents (workers with one id share work)."
+        "vigil",
+        description="Faust app id: the consumer group of the agents (workers with one id share work).",
     )
     batch_size: int = Field(500, ge=1, description="Events an agent processes per transaction, at most.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics Vigil creates.")
