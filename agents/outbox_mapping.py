@@ -1,0 +1,150 @@
+"""Outbox rows to Kafka messages and back, in the shape of Debezium's Outbox Event Router.
+
+The relay (:mod:`agents.relay`) and Debezium (``table.expand.json.payload=true``) both publish an
+outbox row as: topic ``vigil.outbox.<aggregatetype>``, key = ``aggregateid`` (UTF-8), value = the
+payload as JSON, headers ``id`` (the outbox id), ``vigil-event-id`` (the same), ``vigil-trace-id``
+and ``type``. Sinks read any of those messages back with :func:`decode_outbox_message`, so they work
+behind either publisher.
+
+Pure: imports no Kafka, database or HTTP client.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.errors import DecodeError
+from streams.catalog import outbox_topic
+
+ID_HEADER = "id"
+EVENT_ID_HEADER = "vigil-event-id"
+TRACE_ID_HEADER = "vigil-trace-id"
+TYPE_HEADER = "type"
+
+#: Headers as confluent-kafka hands them over: a list of (name, bytes or None).
+Headers = Sequence[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One row of ``vigil.outbox`` as the relay reads it."""
+
+    id: uuid.UUID
+    aggregatetype: str
+    aggregateid: str
+    type: str
+    payload: Any
+    seq: int
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """What the relay produces for one row."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An outbox message as a sink sees it; ``id`` is the idempotency key."""
+
+    id: str
+    topic: str
+    key: str | None
+    type: str | None
+    trace_id: str
+    payload: Any
+
+
+def encode_payload(payload: Any) -> bytes | None:
+    """The payload as compact JSON; a SQL NULL payload becomes a null value, as Debezium does."""
+    if payload is None:
+        return None
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def to_message(row: OutboxRow) -> OutboxMessage:
+    """The Kafka message for an outbox row."""
+    event_id = str(row.id).encode("ascii")
+    trace_id = row.trace_id.encode("utf-8") if row.trace_id else event_id
+    return OutboxMessage(
+        topic=outbox_topic(row.aggregatetype),
+        key=row.aggregateid.encode("utf-8"),
+        value=encode_payload(row.payload),
+        headers=(
+            (ID_HEADER, event_id),
+            (EVENT_ID_HEADER, event_id),
+            (TRACE_ID_HEADER, trace_id),
+            (TYPE_HEADER, row.type.encode("utf-8")),
+        ),
+    )
+
+
+def header_list(
+    raw: Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]] | None,
+) -> Headers:
+    """Headers as (name, bytes or None) pairs, whichever form a client hands them over in."""
+    if raw is None:
+        return []
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    return [(k, v.encode("utf-8") if isinstance(v, str) else v) for k, v in pairs]
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    """The last value of header ``name`` as text, or None (absent, null or not UTF-8)."""
+    found: str | None = None
+    for key, value in headers or ():
+        if key == name and value is not None:
+            try:
+                found = value.decode("utf-8")
+            except UnicodeDecodeError:
+                found = None
+    return found
+
+
+def _normalise_id(raw: str) -> str:
+    # Kafka Connect's JSON header converter writes a string header with its quotes.
+    text = raw.strip().strip('"')
+    try:
+        return str(uuid.UUID(text))
+    except ValueError as exc:
+        raise DecodeError(f"outbox id header is not a UUID: {raw!r}") from exc
+
+
+def idempotency_key(headers: Headers | None) -> str:
+    """The outbox id from header ``id``, else ``vigil-event-id``; a message without one is poison."""
+    raw = header(headers, ID_HEADER) or header(headers, EVENT_ID_HEADER)
+    if not raw:
+        raise DecodeError("outbox message has no id or vigil-event-id header")
+    return _normalise_id(raw)
+
+
+def decode_outbox_message(
+    topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+) -> OutboxEvent:
+    """Read a relayed (or Debezium-routed) outbox message; raise :class:`DecodeError` if it is not one."""
+    event_id = idempotency_key(headers)
+    try:
+        payload = None if value is None else json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"outbox payload is not JSON: {exc}") from exc
+    try:
+        text_key = None if key is None else key.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("outbox key is not UTF-8") from exc
+    return OutboxEvent(
+        id=event_id,
+        topic=topic,
+        key=text_key,
+        type=header(headers, TYPE_HEADER),
+        trace_id=header(headers, TRACE_ID_HEADER) or event_id,
+        payload=payload,
+    )

@@ -1,0 +1,197 @@
+"""The in-worker outbox relay: publishes committed ``vigil.outbox`` rows when Debezium does not.
+
+Each round takes the unsent rows in ``seq`` order (``FOR UPDATE SKIP LOCKED``), produces them with
+the idempotent producer in the Outbox Event Router's format (:mod:`agents.outbox_mapping`), waits
+until the broker acknowledged every one, then marks them ``sent_at`` in the same transaction. If
+any produce fails the transaction rolls back and the rows stay unsent; a crash between produce and
+commit publishes them again on the next round. Either way a row reaches its topic at least once,
+always with the same ``id`` header, and sinks deliver it once.
+
+Order: per (aggregatetype, aggregateid), i.e. per topic and key. Rows are split into ``lanes`` by
+a hash of that pair; a relay holds a lane's advisory lock while it publishes from it, so several
+workers share the outbox (each lane is published by one worker at a time, in ``seq`` order) and a
+row is never overtaken by a later row of its key. ``seq`` is the insert order: rows of one key
+written by concurrent transactions go out in the order the relay sees them committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from agents.backoff import RetryPolicy
+from agents.outbox_mapping import OutboxMessage, OutboxRow, to_message
+from agents.sinks.deliveries import as_engine
+from schemas.errors import RetryableError, ServiceError
+from streams.catalog import TopicSpec
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+#: First key of the relay's advisory locks (the second is the lane); "VgOb".
+LOCK_CLASS = 0x56674F62
+DEFAULT_LANES = 4
+RUN_RETRY = RetryPolicy(max_attempts=1_000_000, base=0.5, factor=2.0, max_delay=10.0, jitter=0.2)
+
+_SELECT = """
+    SELECT id, aggregatetype, aggregateid, type, payload, seq, trace_id
+    FROM vigil.outbox
+    WHERE sent_at IS NULL {lane_filter}
+    ORDER BY seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+"""
+_LANE_FILTER = "AND mod(hashtext(aggregatetype || '/' || aggregateid)::bigint + 2147483648, :lanes) = :lane"
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows; :meth:`relay_once` for one round, :meth:`run` as a loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine_or_url: Engine | str,
+        producer: Producer,
+        *,
+        lanes: int = DEFAULT_LANES,
+        flush_timeout: float = 30.0,
+        create_topics: bool = True,
+    ) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        self.settings = settings
+        self.engine = as_engine(engine_or_url)
+        self._owns_engine = not isinstance(engine_or_url, Engine)
+        self.producer = producer
+        self.lanes = lanes
+        self.flush_timeout = flush_timeout
+        self.create_topics = create_topics
+        self._known_topics: set[str] = set()
+        self._next_lane = 0
+
+    def relay_once(self, limit: int = 1000) -> int:
+        """Publish up to ``limit`` unsent rows from each lane not locked by another relay; return how many."""
+        total = 0
+        start = self._next_lane
+        self._next_lane = (self._next_lane + 1) % self.lanes
+        for i in range(self.lanes):
+            total += self._relay_lane((start + i) % self.lanes, limit)
+        return total
+
+    def _relay_lane(self, lane: int, limit: int) -> int:
+        with self.engine.begin() as conn:
+            locked = conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:cls, :lane)"), {"cls": LOCK_CLASS, "lane": lane}
+            ).scalar_one()
+            if not locked:
+                return 0
+            rows = self._unsent(conn, lane, limit)
+            if not rows:
+                return 0
+            messages = [to_message(row) for row in rows]
+            self._ensure_topics({m.topic for m in messages})
+            self._publish(messages)
+            conn.execute(
+                text("UPDATE vigil.outbox SET sent_at = now() WHERE id = ANY(:ids)"),
+                {"ids": [row.id for row in rows]},
+            )
+        log.debug("relayed %d outbox rows from lane %d", len(rows), lane)
+        return len(rows)
+
+    def _unsent(self, conn: Connection, lane: int, limit: int) -> list[OutboxRow]:
+        lane_filter = _LANE_FILTER if self.lanes > 1 else ""
+        result = conn.execute(
+            text(_SELECT.format(lane_filter=lane_filter)),
+            {"limit": limit, "lanes": self.lanes, "lane": lane},
+        )
+        return [
+            OutboxRow(
+                id=r.id if isinstance(r.id, uuid.UUID) else uuid.UUID(str(r.id)),
+                aggregatetype=r.aggregatetype,
+                aggregateid=r.aggregateid,
+                type=r.type,
+                payload=r.payload,
+                seq=r.seq,
+                trace_id=r.trace_id,
+            )
+            for r in result
+        ]
+
+    def _ensure_topics(self, topics: set[str]) -> None:
+        missing = topics - self._known_topics
+        if missing and self.create_topics:
+            ensure_topics(
+                self.settings, [TopicSpec(name, "relayed outbox events") for name in sorted(missing)]
+            )
+        self._known_topics |= missing
+
+    def _publish(self, messages: list[OutboxMessage]) -> None:
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for message in messages:
+            headers: list[tuple[str, str | bytes | None]] = list(message.headers)
+            while True:
+                try:
+                    self.producer.produce(
+                        message.topic,
+                        key=message.key,
+                        value=message.value,
+                        headers=headers,
+                        on_delivery=on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)  # local queue full: let deliveries drain
+        remaining = self.producer.flush(self.flush_timeout)
+        if remaining or errors:
+            reason = str(errors[0]) if errors else f"{remaining} not acknowledged in {self.flush_timeout}s"
+            code = errors[0].name() if errors else "flush-timeout"
+            raise RetryableError(
+                f"outbox relay: {len(errors) or remaining} of {len(messages)} messages not published: {reason}",
+                code=code,
+            )
+
+    def close(self) -> None:
+        """Flush the producer; dispose of the engine if the relay made it from a URL."""
+        self.producer.flush(self.flush_timeout)
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def run(self, stop_event: threading.Event, idle_sleep: float = 0.5, limit: int = 1000) -> int:
+        """Relay until ``stop_event`` is set; sleep ``idle_sleep`` when nothing is due. Returns the count.
+
+        Broker or database outages are retried with backoff; anything else propagates. Every relay
+        sharing an outbox must use the same ``lanes``, or two could publish one key at once.
+        """
+        total = 0
+        failures = 0
+        while not stop_event.is_set():
+            try:
+                relayed = self.relay_once(limit)
+            except (RetryableError, ServiceError, KafkaException, OperationalError, InterfaceError) as exc:
+                failures += 1
+                delay = RUN_RETRY.delay(failures)
+                log.warning("outbox relay failed (%d in a row), retrying in %.1fs: %s", failures, delay, exc)
+                stop_event.wait(delay)
+                continue
+            failures = 0
+            total += relayed
+            if relayed == 0:
+                stop_event.wait(idle_sleep)
+        return total
+
+
+def unsent_count(engine: Engine) -> int:
+    """The outbox backlog: rows not yet relayed (meaningful only when this relay, not CDC, publishes)."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM vigil.outbox WHERE sent_at IS NULL")).scalar_one())
