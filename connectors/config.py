@@ -1,0 +1,284 @@
+"""Connector files and their translation to the embedded engine's properties. Pure: no I/O clients.
+
+A connector file is in Kafka Connect's REST shape, ``{"name": …, "config": {…}}``, so the same
+file is PUT to Connect as is and run by the embedded Debezium engine after
+:func:`engine_properties` has added what only the embedded engine needs: its name (the offset
+key), the JDBC offset store in Vigil's Postgres, the offset flush interval, and the database
+address taken from ``VIGIL_DATABASE_URL`` instead of the file's (docker-compose) values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from schemas.errors import ConfigurationError
+
+POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+JDBC_OFFSET_STORE = "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore"
+#: Where the embedded engine keeps its offsets, one row per connector (keyed by its name).
+DEFAULT_OFFSET_TABLE = "vigil.debezium_offsets"
+DEFAULT_OFFSET_FLUSH_MS = 1000
+# The store's own DDL without IF NOT EXISTS fails on a schema-qualified name that already exists
+# (its existence check ignores the schema), so the DDL is given here.
+OFFSET_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS %s (id VARCHAR(36) NOT NULL, offset_key VARCHAR(1255), "
+    "offset_val VARCHAR(1255), record_insert_ts TIMESTAMP NOT NULL, "
+    "record_insert_seq INTEGER NOT NULL, PRIMARY KEY (id))"
+)
+# The store deletes and rewrites every row of its table on each flush: each connector's store
+# must see only its own rows (keyed ``["<name>",{…}]``) or connectors sharing the table clobber
+# each other's offsets.
+OFFSET_TABLE_SELECT = (
+    "SELECT id, offset_key, offset_val FROM %s WHERE starts_with(offset_key, '{prefix}') "
+    "ORDER BY record_insert_ts, record_insert_seq"
+)
+OFFSET_TABLE_DELETE = "DELETE FROM %s WHERE starts_with(offset_key, '{prefix}')"
+#: The JDBC offset store refuses an empty password even where the server trusts the client.
+PLACEHOLDER_PASSWORD = "unused"
+_CONVERTER_CLASS_KEYS = ("key.converter", "value.converter", "header.converter")
+_HEARTBEAT_TABLE = re.compile(r"^\s*INSERT\s+INTO\s+([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)?)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """One connector: its name and its Connect config (string values), and the file it came from."""
+
+    name: str
+    config: dict[str, str]
+    source: str = ""
+
+    @property
+    def connector_class(self) -> str:
+        return self.config.get("connector.class", "")
+
+    @property
+    def slot_name(self) -> str:
+        return self.config.get("slot.name", "debezium")
+
+    @property
+    def publication_name(self) -> str:
+        return self.config.get("publication.name", "dbz_publication")
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.config.get("topic.prefix", "")
+
+    @property
+    def tables(self) -> list[str]:
+        return [t.strip() for t in self.config.get("table.include.list", "").split(",") if t.strip()]
+
+    @property
+    def transforms(self) -> list[str]:
+        return [t.strip() for t in self.config.get("transforms", "").split(",") if t.strip()]
+
+    @property
+    def string_keys(self) -> bool:
+        """Whether keys are written as plain strings (Connect's StringConverter), not JSON."""
+        return self.config.get("key.converter", "").endswith(".StringConverter")
+
+    @property
+    def heartbeat_table(self) -> str | None:
+        """The table ``heartbeat.action.query`` writes to, if it is a plain ``INSERT INTO``."""
+        match = _HEARTBEAT_TABLE.match(self.config.get("heartbeat.action.query", ""))
+        return match.group(1) if match else None
+
+    def with_config(self, changes: Mapping[str, str]) -> ConnectorSpec:
+        """A copy with the given config keys changed."""
+        return ConnectorSpec(self.name, {**self.config, **changes}, self.source)
+
+    def renamed(self, name: str) -> ConnectorSpec:
+        return ConnectorSpec(name, dict(self.config), self.source)
+
+    def as_connect_json(self) -> dict[str, object]:
+        return {"name": self.name, "config": dict(self.config)}
+
+
+def parse_connector(data: object, source: str = "") -> ConnectorSpec:
+    """Validate one connector document (Connect REST shape) into a :class:`ConnectorSpec`."""
+    where = f" in {source}" if source else ""
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f'a connector must be a JSON object {{"name": …, "config": {{…}}}}{where}')
+    name, config = data.get("name"), data.get("config")
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f'connector without a "name"{where}')
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(f'connector {name} has no "config" object{where}')
+    if "connector.class" not in config:
+        raise ConfigurationError(f'connector {name} has no "connector.class"{where}')
+    if config.get("name", name) != name:
+        raise ConfigurationError(f'connector {name}: config "name" differs from the top-level name{where}')
+    values: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, bool):
+            values[str(key)] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            values[str(key)] = str(value)
+        else:
+            raise ConfigurationError(f"connector {name}: {key} must be a string, number or boolean{where}")
+    return ConnectorSpec(name, values, source)
+
+
+def load_connector_file(path: Path) -> list[ConnectorSpec]:
+    """The connectors in one file: a single Connect document or a list of them."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read connector file {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"connector file {path} is not valid JSON: {exc}") from exc
+    documents = data if isinstance(data, list) else [data]
+    return [parse_connector(doc, str(path)) for doc in documents]
+
+
+def connector_paths(spec: str) -> list[Path]:
+    """Files named by ``VIGIL_CONNECTORS`` or the CLI: directories (their ``*.json``) or files."""
+    paths: list[Path] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        path = Path(part)
+        if path.is_dir():
+            paths.extend(sorted(path.glob("*.json")))
+        else:
+            paths.append(path)
+    return paths
+
+
+def load_connectors(paths: list[Path]) -> list[ConnectorSpec]:
+    specs = [spec for path in paths for spec in load_connector_file(path)]
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigurationError(f"connector {spec.name} is defined twice")
+        seen.add(spec.name)
+    if not specs:
+        raise ConfigurationError("no connector files found: name them, or set VIGIL_CONNECTORS")
+    return specs
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """The database address parts Debezium needs, from a ``postgresql://`` URL."""
+
+    host: str
+    port: int
+    user: str
+    dbname: str
+    password: str | None = None
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
+
+
+def parse_database_url(url: str) -> DatabaseTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}:
+        raise ConfigurationError(f"VIGIL_DATABASE_URL must be a postgresql:// URL, got {parts.scheme}://")
+    dbname = unquote(parts.path.lstrip("/")) or "postgres"
+    return DatabaseTarget(
+        host=parts.hostname or "localhost",
+        port=parts.port or 5432,
+        user=unquote(parts.username) if parts.username else "postgres",
+        dbname=dbname,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What the embedded engine adds to a connector's config."""
+
+    offset_table: str = DEFAULT_OFFSET_TABLE
+    offset_flush_interval_ms: int = DEFAULT_OFFSET_FLUSH_MS
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def engine_properties(
+    spec: ConnectorSpec, database: DatabaseTarget, options: EngineOptions | None = None
+) -> dict[str, str]:
+    """The embedded engine's properties for ``spec`` against ``database``.
+
+    The database address comes from ``database`` (the file's values are for Kafka Connect in
+    docker-compose); its password only if the URL has one. Converter classes are dropped (the
+    engine's JSON format picks them) but their settings are kept, so records look as they would
+    through Connect.
+    """
+    options = options or EngineOptions()
+    props = {k: v for k, v in spec.config.items() if k not in _CONVERTER_CLASS_KEYS}
+    props.update(
+        {
+            "name": spec.name,
+            "database.hostname": database.host,
+            "database.port": str(database.port),
+            "database.user": database.user,
+            "database.dbname": database.dbname,
+        }
+    )
+    if database.password is not None:
+        props["database.password"] = database.password
+    value_schemas = spec.config.get("value.converter.schemas.enable")
+    if value_schemas is not None:
+        props.setdefault("converter.schemas.enable", value_schemas)
+    props.setdefault("header.converter.schemas.enable", "false")
+    # Metrics MBeans are named by topic.prefix, shared by Vigil's connectors: tell them apart.
+    props.setdefault("custom.metric.tags", f"connector={spec.name}")
+    props.update(
+        {
+            "offset.storage": JDBC_OFFSET_STORE,
+            "offset.storage.jdbc.connection.url": database.jdbc_url,
+            "offset.storage.jdbc.connection.user": database.user,
+            "offset.storage.jdbc.connection.password": database.password or PLACEHOLDER_PASSWORD,
+            "offset.storage.jdbc.table.name": options.offset_table,
+            "offset.storage.jdbc.table.ddl": OFFSET_TABLE_DDL,
+            "offset.storage.jdbc.table.select": OFFSET_TABLE_SELECT.format(
+                prefix=_offset_key_prefix(spec.name)
+            ),
+            "offset.storage.jdbc.table.delete": OFFSET_TABLE_DELETE.format(
+                prefix=_offset_key_prefix(spec.name)
+            ),
+            "offset.flush.interval.ms": str(options.offset_flush_interval_ms),
+        }
+    )
+    props.update(options.extra)
+    return props
+
+
+def _offset_key_prefix(name: str) -> str:
+    """The start of this connector's offset keys, as a SQL literal's body inside a format string."""
+    prefix = json.dumps([name], ensure_ascii=False, separators=(",", ":"))[:-1] + ","
+    return prefix.replace("'", "''").replace("%", "%%")
+
+
+def slot_safe(name: str) -> str:
+    """``name`` as a replication slot or publication name (lower case, digits, underscores)."""
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())[:63]
+
+
+def derive_connector(template: ConnectorSpec, name: str, tables: list[str]) -> ConnectorSpec:
+    """A connector like ``template`` for other tables: own name, slot, publication and heartbeat row.
+
+    The template's heartbeat table stays in the include list, so the copy's heartbeats work too.
+    """
+    heartbeat = template.heartbeat_table
+    include = [*tables, heartbeat] if heartbeat and heartbeat not in tables else list(tables)
+    changes = {
+        "slot.name": slot_safe(name),
+        "publication.name": slot_safe(name),
+        "table.include.list": ",".join(include),
+        "custom.metric.tags": f"connector={name}",
+    }
+    if heartbeat:
+        literal = name.replace("'", "''")
+        changes["heartbeat.action.query"] = (
+            f"INSERT INTO {heartbeat} (id, beat_at) VALUES ('{literal}', now()) "
+            "ON CONFLICT (id) DO UPDATE SET beat_at = EXCLUDED.beat_at"
+        )
+    config = {k: v for k, v in template.config.items() if k != "name"}
+    config.update(changes)
+    return ConnectorSpec(name, config, template.source)

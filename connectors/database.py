@@ -1,0 +1,50 @@
+"""What the connectors need from Postgres directly: the heartbeat table, and replication slot lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from schemas.errors import ServiceError
+
+
+def ensure_heartbeat_table(database_url: str, table: str) -> None:
+    """Create the table ``heartbeat.action.query`` writes to, if missing: ``(id text, beat_at)``.
+
+    It must exist before the connector starts, so that the filtered publication includes it.
+    """
+    schema, _, name = table.rpartition(".")
+    ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+    statement = sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, beat_at timestamptz NOT NULL DEFAULT now())"
+    ).format(ident)
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(statement)
+    except psycopg.Error as exc:
+        raise ServiceError(f"cannot create heartbeat table {table}: {exc}", code=exc.sqlstate) from exc
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    slot_name: str
+    active: bool
+    #: Bytes of WAL the slot still holds back: pg_current_wal_lsn() - confirmed_flush_lsn.
+    lag_bytes: int | None
+    confirmed_flush_lsn: str | None
+
+
+def replication_slots(database_url: str, names: list[str] | None = None) -> dict[str, SlotInfo]:
+    query = (
+        "SELECT slot_name, active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,"
+        " confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_type = 'logical'"
+    )
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+            rows = conn.execute(query).fetchall()
+    except psycopg.Error as exc:
+        raise ServiceError(f"cannot read pg_replication_slots: {exc}", code=exc.sqlstate) from exc
+    slots = {row[0]: SlotInfo(row[0], bool(row[1]), row[2], row[3]) for row in rows}
+    return slots if names is None else {n: s for n, s in slots.items() if n in names}
