@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agents.backoff import RetryPolicy
+from agents.db import as_engine
 from agents.outbox_mapping import OutboxMessage, OutboxRow, to_message
-from agents.sinks.deliveries import as_engine
 from schemas.errors import RetryableError, ServiceError
 from streams.catalog import TopicSpec
 from streams.settings import Settings

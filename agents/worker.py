@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
+from agents.db import async_engine
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.outputs import KafkaOutputs
+from agents.relay import OutboxRelay
 from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
 from schemas.errors import PoisonError
@@ -31,13 +34,6 @@ from streams.views import MessageParts, headers_to_dict, view_of
 log = logging.getLogger(__name__)
 
 
-def sqlalchemy_async_url(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 @dataclass
 class WorkerRuntime:
     """What the agents of one worker process share."""
@@ -47,17 +43,14 @@ class WorkerRuntime:
     outputs: KafkaOutputs
     table: ProcessedTable
     ledger: LedgerReader | None = None
+    relay: OutboxRelay | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
-        engine = create_async_engine(
-            sqlalchemy_async_url(settings.require_database_url()),
-            pool_size=5,
-            max_overflow=5,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 5},
-        )
+        engine = async_engine(settings.require_database_url())
         producer = make_producer(settings, **{"linger.ms": 2})
         codec = Codec.from_registry_url(settings.schema_registry_url)
         table = ProcessedTable()
@@ -67,15 +60,30 @@ class WorkerRuntime:
                 settings, f"{settings.app_id}-ledger-reader", **{"enable.auto.commit": False}
             )
             ledger = LedgerReader(consumer, table)
-        return cls(settings, engine, KafkaOutputs(producer, codec), table, ledger)
+        relay = None
+        if settings.outbox_relay:
+            relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
+        return cls(settings, engine, KafkaOutputs(producer, codec), table, ledger, relay)
 
     def start(self) -> None:
         if self.ledger is not None:
             self.ledger.start()
+        if self.relay is not None:
+            relay = self.relay
+            thread = threading.Thread(
+                target=relay.run, args=(self._stop,), name="vigil-outbox-relay", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     async def close(self) -> None:
+        self._stop.set()
         if self.ledger is not None:
             self.ledger.stop()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join, 10)
+        if self.relay is not None:
+            await asyncio.to_thread(self.relay.close)
         await asyncio.to_thread(self.outputs.producer.flush, 10)
         await self.engine.dispose()
 

@@ -173,25 +173,38 @@ def inspect_tail(
 @connectors_app.command("list")
 def connectors_list() -> None:
     """The connector configs Vigil would run."""
-    not_landed("connectors list", "issue #4, CDC")
+    from ops import connectors_cli
+
+    connectors_cli.list_connectors(settings(), console)
 
 
 @connectors_app.command("apply")
-def connectors_apply(files: list[str] | None = None) -> None:
+def connectors_apply(
+    files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
+) -> None:
     """Create or update connectors on Kafka Connect (VIGIL_CONNECT_URL)."""
-    not_landed("connectors apply", "issue #4, CDC")
+    from ops import connectors_cli
+
+    connectors_cli.apply(settings(), console, files)
 
 
 @connectors_app.command("run")
-def connectors_run(files: list[str] | None = None) -> None:
+def connectors_run(
+    files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
+) -> None:
     """Run connectors in the embedded Debezium engine, producing to Kafka."""
-    not_landed("connectors run", "issue #4, CDC")
+    from ops import connectors_cli
+
+    connectors_cli.run(settings(), console, files)
 
 
 @connectors_app.command("status")
-def connectors_status() -> None:
+def connectors_status(as_json: JsonFlag = False) -> None:
     """Connector health: running, last event, slot lag."""
-    not_landed("connectors status", "issue #4, CDC")
+    from ops import connectors_cli
+
+    healthy = connectors_cli.status(settings(), console, as_json=as_json)
+    raise typer.Exit(0 if healthy else 1)
 
 
 @drift_app.command("publish")

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         1, ge=-1, description="Replication factor of topics Vigil creates (-1: broker default)."
     )
     log_level: str = Field("INFO", description="Log level of Vigil's own loggers.")
+    outbox_relay: bool = Field(
+        True,
+        description="Relay committed outbox rows from the worker; turn off when Debezium's outbox connector does it.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -131,6 +135,14 @@ class Settings(BaseSettings):
                 "no database: set VIGIL_DATABASE_URL or start the embedded Postgres with `vigil services up`"
             )
         return self.database_url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy URL (psycopg 3 driver) for a libpq-style ``postgresql://`` URL; others unchanged."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,20 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, text
 
 from agents.sinks.decisions import DELIVERED, FAILED, PENDING
-
-
-def as_engine(engine_or_url: Engine | str) -> Engine:
-    """An engine for a SQLAlchemy or libpq-style ``postgresql://`` URL (psycopg 3 driver)."""
-    if isinstance(engine_or_url, Engine):
-        return engine_or_url
-    url = engine_or_url
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            url = "postgresql+psycopg://" + url[len(prefix) :]
-    return create_engine(url, pool_pre_ping=True)
 
 
 @dataclass(frozen=True)

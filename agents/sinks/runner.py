@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from sqlalchemy import Connection, Engine, text
 
 from agents.backoff import RetryPolicy
+from agents.db import as_engine
 from agents.outbox_mapping import OutboxEvent, decode_outbox_message, header_list
 from agents.sinks import deliveries
 from agents.sinks.base import DeliveryRetryableError, Sink
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 DEFAULT_POLICY = RetryPolicy(max_attempts=5, base=1.0, factor=2.0, max_delay=8.0, jitter=0.2)
 
 #: Consumer properties the loop needs: offsets are committed by the checkpoints only.
-CONSUMER_CONFIG = {"enable.auto.commit": False}
+# Outbox topics appear when the first row of an aggregatetype is relayed: look for new topics
+# (and regex matches) every few seconds, not librdkafka's default five minutes.
+CONSUMER_CONFIG = {"enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 3000}
 
 
 @dataclass
@@ -287,7 +290,7 @@ def run_sink(
     Blocking; run it in a thread or process of its own. ``engine`` defaults to the settings'
     database. Returns the counters; closes the sink.
     """
-    db = deliveries.as_engine(engine if engine is not None else settings.require_database_url())
+    db = as_engine(engine if engine is not None else settings.require_database_url())
     producer = make_producer(settings)
     consumer = make_consumer(settings, group, **CONSUMER_CONFIG)
     runner = SinkRunner(sink, db, producer, policy=policy, retry_failed=retry_failed)

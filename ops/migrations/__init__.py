@@ -12,19 +12,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from streams.settings import sqlalchemy_url
+
 SCHEMA = "vigil"
 VERSION_TABLE = "alembic_version"
 #: Advisory lock key held while migrating (an arbitrary constant: "vigil" in ASCII).
 MIGRATION_LOCK = 0x766967696C
 HERE = Path(__file__).parent
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The SQLAlchemy URL for a libpq-style ``postgresql://`` URL (psycopg 3 driver)."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 
 from ops.services.stack import embedded_postgres
+from streams.catalog import outbox_topic
 from streams.settings import Settings
+from tests.integration.http_receiver import Receiver
 from tests.integration.workers import (
     assert_exactly_once,
     produce_events,
     read_dlq,
+    rows,
     scalar,
+    start_sink,
     start_worker,
     stop,
     wait_until,
@@ -27,21 +31,48 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(300)
-def test_every_event_delivered_three_times_is_processed_once(
-    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+def test_every_event_delivered_three_times_is_processed_and_delivered_once(
+    stack: Settings,
+    fresh_database: str,
+    make_topic: Callable[..., str],
+    unique: str,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     topic = make_topic("orders", partitions=3)
+    aggregate = f"effects-{unique}"
     events = [(f"evt-{n}", {"n": n, "score": (n % 10) / 10}) for n in range(5000)]
     produce_events(stack, topic, events, copies=3)
     log = tmp_path / "worker.log"
-    worker = start_worker(stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log)
+    worker = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_TEST_AGGREGATE": aggregate},
+    )
+    sink = start_sink(
+        stack, fresh_database, receiver.url, outbox_topic(aggregate), f"{unique}-sink", tmp_path
+    )
     try:
         count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
         wait_until(lambda: count() >= 5000, 180, "5,000 processed events", worker, log)
+        delivered = lambda: scalar(  # noqa: E731
+            fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
+        )
+        wait_until(lambda: delivered() >= 5000, 120, "5,000 deliveries", sink, tmp_path / "sink.log")
         time.sleep(3)  # anything still arriving would be a duplicate
-        assert_exactly_once(fresh_database, unique, 5000)
     finally:
         stop(worker)
+        stop(sink)
+    assert_exactly_once(fresh_database, unique, 5000)
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.outbox WHERE sent_at IS NULL") == 0
+    keys = receiver.keys()
+    outbox_ids = {str(row) for row in rows(fresh_database, "SELECT id FROM vigil.outbox")}
+    assert set(keys) == outbox_ids and len(keys) == 5000
+    assert max(keys.values()) == 1, "no delivery was repeated"
 
 
 @pytest.mark.timeout(300)

@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka import Message
 from sqlalchemy import Engine
 
+from agents.db import as_engine
 from agents.relay import OutboxRelay, unsent_count
-from agents.sinks.deliveries import as_engine
 from schemas.errors import RetryableError
 from streams.catalog import outbox_topic
 from streams.kafka import make_consumer, make_producer

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
+from agents.db import as_engine
 from agents.prune import prune_processed_events
-from agents.sinks.deliveries import as_engine
 
 pytestmark = pytest.mark.integration
 

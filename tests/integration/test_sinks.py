@@ -17,8 +17,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,96 +25,21 @@ import pytest
 from sqlalchemy import Engine
 
 from agents.backoff import RetryPolicy
+from agents.db import as_engine
 from agents.outbox_mapping import OutboxEvent, decode_outbox_message, header_list
 from agents.relay import OutboxRelay
 from agents.sinks import CONSUMER_CONFIG, FileSink, Sink, SinkRunner, SlackSink, WebhookSink
-from agents.sinks.deliveries import as_engine
 from agents.sinks.requests import file_line
 from streams.catalog import outbox_topic
 from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
+from tests.integration.http_receiver import Received, Receiver
 from tests.integration.test_outbox_relay import consume, headers_of, insert_outbox_rows, relay_all
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=3, base=0.05, factor=2.0, max_delay=0.2, jitter=0.0)
-
-
-# --- a real HTTP receiver -------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    key: str | None
-    body: Any
-
-
-@dataclass
-class Receiver:
-    """What the server got, and how it answers: ``plan[id]`` is a list of statuses to give in turn."""
-
-    url: str = ""
-    requests: list[Received] = field(default_factory=list)
-    plan: dict[str, list[int]] = field(default_factory=dict)
-    on_request: Callable[[Received], None] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, received: Received) -> int:
-        with self.lock:
-            self.requests.append(received)
-            planned = self.plan.get(received.key or "")
-            status = planned.pop(0) if planned else 200
-            hook = self.on_request
-        if hook is not None:
-            hook(received)
-        return status
-
-    def keys(self) -> Counter[str]:
-        with self.lock:
-            return Counter(r.key or "" for r in self.requests)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        status = self.server.receiver.record(
-            Received(self.path, self.headers.get("Idempotency-Key"), json.loads(body))
-        )
-        self.send_response(status)
-        if status == 503:
-            self.send_header("Retry-After", "0")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: Receiver
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client killed mid-request breaks the pipe; that is the point of the test
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield server.receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

@@ -51,6 +51,30 @@ def start_worker(
         )
 
 
+def start_sink(
+    stack: Settings, database_url: str, url: str, topic: str, group: str, logdir: Path
+) -> subprocess.Popen[bytes]:
+    """A webhook sink process delivering ``topic`` to ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        {
+            "VIGIL_DATABASE_URL": database_url,
+            "VIGIL_KAFKA_BOOTSTRAP": stack.require_bootstrap(),
+            "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    argv = [sys.executable, "-m", "agents.sinks.run", "webhook", "--name", group, "--url", url]
+    argv += ["--topic", topic, "--group", group]
+    with (logdir / "sink.log").open("ab") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def rows(database_url: str, sql: str, *params: object) -> list[object]:
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute(sql, params).fetchall()]
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)

@@ -16,6 +16,7 @@ from agents.context import Context, Output
 TOPIC = os.environ.get("VIGIL_TEST_TOPIC", "test.recorder")
 NAME = os.environ.get("VIGIL_TEST_AGENT", "recorder")
 SLOW_MS = float(os.environ.get("VIGIL_TEST_SLOW_MS", "0"))
+AGGREGATE = os.environ.get("VIGIL_TEST_AGGREGATE", "effects")
 
 
 def no_rejects(event: Any, output: Output) -> bool | str:
@@ -33,7 +34,7 @@ async def recorder(event: Any, ctx: Context) -> None:
         await ctx.session.execute(text("SELECT 1"))
     route = "critical" if value.get("score", 0) >= 0.9 else "warning"
     ctx.step("route", tier=route)
-    ctx.emit("effects", key=str(value["n"]), payload={"n": value["n"], "tier": route})
+    ctx.emit(AGGREGATE, key=str(value["n"]), payload={"n": value["n"], "tier": route})
     if SLOW_MS:
         import asyncio
 
