@@ -13,15 +13,17 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
-from agents.db import async_engine
+from agents.db import as_engine, async_engine
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.outputs import KafkaOutputs
+from agents.prune import prune_processed_events
 from agents.relay import OutboxRelay
 from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
@@ -45,6 +47,8 @@ class WorkerRuntime:
     ledger: LedgerReader | None = None
     relay: OutboxRelay | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    #: Oldest message time (ms) of each batch not yet acked: pruning never goes past it.
+    inflight: dict[int, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -113,7 +117,7 @@ async def run_batch(
     for message in messages:
         parts = parts_of(message)
         try:
-            view = view_of(parts)
+            view = view_of(parts, runtime.outputs.codec)
         except PoisonError as exc:
             await asyncio.to_thread(runtime.outputs.dead_letter, spec.name, parts, exc, 0)
             runtime.count("poison", 1)
@@ -126,7 +130,14 @@ async def run_batch(
         items.append(Item(parts, view))
     if not items:
         return
-    result = await uow.process(items)
+    batch_key = id(items)
+    stamps = [item.parts.timestamp_ms for item in items if item.parts.timestamp_ms]
+    if stamps:
+        runtime.inflight[batch_key] = min(stamps)
+    try:
+        result = await uow.process(items)
+    finally:
+        runtime.inflight.pop(batch_key, None)
     runtime.table.add(spec.name, result.processed)
     runtime.outputs.publish_processed(spec.name, items, result)
     runtime.count("succeeded", len(result.succeeded))
@@ -154,6 +165,33 @@ def _agent_body(app: faust.App, spec: AgentSpec, runtime: WorkerRuntime) -> Call
     return process
 
 
+PRUNE_FIRST_AFTER_S = 600.0
+PRUNE_EVERY_S = 3600.0
+
+
+async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None = None) -> None:
+    """Delete expired ``processed_events`` rows now and then, never past an unacked event's time."""
+    await asyncio.sleep(PRUNE_FIRST_AFTER_S)
+    engine = as_engine(runtime.settings.require_database_url())
+    try:
+        while stop is None or not stop.is_set():
+            oldest = min(runtime.inflight.values(), default=None)
+            bound = datetime.fromtimestamp(oldest / 1000, UTC) - timedelta(hours=1) if oldest else None
+            try:
+                deleted = await asyncio.to_thread(
+                    prune_processed_events,
+                    engine,
+                    timedelta(days=runtime.settings.processed_retention_days),
+                    not_newer_than=bound,
+                )
+                runtime.count("pruned", deleted)
+            except Exception as exc:  # pruning is housekeeping: log and try again later
+                log.warning("pruning processed_events failed: %s", exc)
+            await asyncio.sleep(PRUNE_EVERY_S)
+    finally:
+        engine.dispose()
+
+
 def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRuntime) -> faust.App:
     """The Faust app with one Faust agent per registered Vigil agent."""
     app = make_app(settings, settings.app_id)
@@ -168,7 +206,11 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     async def close_runtime(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await runtime.close()
 
+    async def prune() -> None:
+        await prune_periodically(runtime)
+
     app.task(calm_root_logger)
+    app.task(prune)
     app.on_before_shutdown.connect(close_runtime)
 
     return app

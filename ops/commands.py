@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from rich.console import Console
 
 from ops import migrations
@@ -103,7 +105,9 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
     def add(part: str, ok: bool, detail: str) -> None:
         findings.append({"part": part, "status": "ok" if ok else "problem", "detail": detail})
 
-    if resolved.database_url is None:
+    pg_down = settings.uses_embedded_postgres and not stack.embedded_postgres(settings).status().running
+    broker_down = settings.uses_embedded_broker and not stack.embedded_broker(settings).status().running
+    if resolved.database_url is None or pg_down:
         add("postgres", False, "embedded Postgres is not running: `vigil services up`")
     else:
         try:
@@ -111,7 +115,7 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
             add("postgres", wal_level == "logical", f"wal_level={wal_level} (CDC needs logical)")
         except VigilError as exc:
             add("postgres", False, str(exc))
-    if resolved.kafka_bootstrap is None:
+    if resolved.kafka_bootstrap is None or broker_down:
         add("kafka", False, "embedded broker is not running: `vigil services up`")
     else:
         try:
@@ -124,6 +128,15 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
             True,
             "limitation: the embedded tansu broker keeps topics in memory only, does not compact, "
             "and under-reports high watermarks; production is Apache Kafka (docker-compose.yml)",
+        )
+    if settings.connect_url is None:
+        java = shutil.which("java")
+        add(
+            "java",
+            java is not None,
+            f"{java} runs the embedded Debezium engine"
+            if java
+            else "no `java` on PATH: the embedded Debezium engine needs `apt-get install openjdk-17-jre-headless`",
         )
     if settings.schema_registry_url is None:
         add("schema registry", True, "not configured: Avro single-object encoding with local schemas")

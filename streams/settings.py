@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         1, ge=-1, description="Replication factor of topics Vigil creates (-1: broker default)."
     )
     log_level: str = Field("INFO", description="Log level of Vigil's own loggers.")
+    processed_retention_days: float = Field(
+        7.0, gt=0, description="Days processed-event records are kept for deduplication before pruning."
+    )
     outbox_relay: bool = Field(
         True,
         description="Relay committed outbox rows from the worker; turn off when Debezium's outbox connector does it.",

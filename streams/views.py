@@ -4,6 +4,9 @@ Pure: built from the message's parts (topic, partition, offset, key, value, head
 feed values in without a broker.
 
 - a Debezium topic (``cdc.*``) gives a :class:`ChangeEvent` (``op``, ``before``, ``after``, ``key``, ``source``);
+- a Vigil topic (``drift.*``, ``vigil.ticks``), or any message framed as Avro (single-object or the
+  Confluent wire format), gives a :class:`RecordEvent`: the record of its schema, fields readable as
+  attributes (``event.severity``), its type in ``event.type``;
 - any other topic gives a :class:`RawEvent` whose ``value`` is the parsed JSON when the bytes are JSON,
   else the bytes.
 
@@ -18,8 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.codec import Codec
 from schemas.errors import PoisonError
-from streams.catalog import CDC_PREFIX
+from schemas.framing import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
+from streams.catalog import CDC_PREFIX, DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, TICKS
+
+#: Topics whose messages are always Vigil's Avro records: anything else on them is poison.
+AVRO_TOPICS = frozenset({DRIFT_EVENTS, DRIFT_WARNING, DRIFT_CRITICAL, TICKS})
 
 EVENT_ID_HEADER = "vigil-event-id"
 TRACE_ID_HEADER = "vigil-trace-id"
@@ -95,6 +103,21 @@ class RawEvent(EventView):
     value: Any
 
 
+@dataclass(frozen=True)
+class RecordEvent(EventView):
+    """One of Vigil's Avro records (``DriftEvent``, ``Tick``, …); fields read as attributes."""
+
+    type: str
+    record: dict[str, Any]
+    key: bytes | None
+
+    def __getattr__(self, name: str) -> Any:
+        record = self.__dict__.get("record")
+        if record is not None and name in record:
+            return record[name]
+        raise AttributeError(f"{self.__dict__.get('type', 'record')} has no field {name!r}")
+
+
 def _parse_json(data: bytes) -> Any:
     return json.loads(data)
 
@@ -158,8 +181,39 @@ def is_cdc_topic(topic: str) -> bool:
     return topic.startswith(CDC_PREFIX)
 
 
-def view_of(parts: MessageParts) -> EventView | None:
-    """The view an agent receives for ``parts``; ``None`` when there is nothing to process (tombstone)."""
+def looks_like_avro(value: bytes, codec: Codec) -> bool:
+    if value[:2] == SINGLE_OBJECT_MARKER:
+        return True
+    return codec.registry is not None and value[:1] == CONFLUENT_MAGIC
+
+
+def record_event(parts: MessageParts, codec: Codec) -> RecordEvent:
+    """The record view of an Avro message; raises :class:`~schemas.errors.DecodeError` (poison)."""
+    decoded = codec.decode(parts.value or b"")
+    return RecordEvent(
+        event_id=event_id_of(parts),
+        trace_id=trace_id_of(parts),
+        topic=parts.topic,
+        partition=parts.partition,
+        offset=parts.offset,
+        headers=parts.headers,
+        type=decoded.short_name,
+        record=decoded.record,
+        key=parts.key,
+    )
+
+
+def view_of(parts: MessageParts, codec: Codec | None = None) -> EventView | None:
+    """The view an agent receives for ``parts``; ``None`` when there is nothing to process (tombstone).
+
+    Raises :class:`~schemas.errors.PoisonError` for a message that can never be read.
+    """
     if is_cdc_topic(parts.topic):
         return change_event(parts)
+    if (
+        codec is not None
+        and parts.value is not None
+        and (parts.topic in AVRO_TOPICS or looks_like_avro(parts.value, codec))
+    ):
+        return record_event(parts, codec)
     return raw_event(parts)

@@ -27,8 +27,19 @@ IO_CLIENTS = {
 
 # Modules that hold pure decisions: they must stay free of I/O clients.
 PURE_MODULES = [
-    "streams/catalog.py",
     "schemas/errors.py",
+    "schemas/framing.py",
+    "schemas/compat.py",
+    "streams/catalog.py",
+    "streams/views.py",
+    "agents/retry.py",
+    "agents/backoff.py",
+    "agents/outbox_mapping.py",
+    "agents/prune_policy.py",
+    "agents/sinks/decisions.py",
+    "agents/sinks/requests.py",
+    "connectors/records.py",
+    "connectors/config.py",
 ]
 
 

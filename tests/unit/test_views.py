@@ -1,0 +1,69 @@
+"""Event views built from message parts: no broker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas.codec import Codec
+from schemas.errors import DecodeError, PoisonError
+from schemas.examples import EXAMPLES
+from streams.views import ChangeEvent, MessageParts, RawEvent, RecordEvent, event_id_of, view_of
+
+
+def parts(topic: str, value: bytes | None, key: bytes | None = None, **headers: bytes) -> MessageParts:
+    return MessageParts(topic, 2, 41, key, value, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def test_event_id_comes_from_the_header_else_the_position() -> None:
+    assert event_id_of(parts("x", b"1", vigil_event_id=b"abc")) == "abc"
+    assert event_id_of(parts("x", b"1")) == "x/2/41"
+
+
+def test_debezium_change_event_with_and_without_the_schema_envelope() -> None:
+    payload = {"op": "u", "before": {"id": 1, "s": "a"}, "after": {"id": 1, "s": "b"}, "source": {"lsn": 7}}
+    for value in (payload, {"schema": {}, "payload": payload}):
+        view = view_of(parts("cdc.public.orders", json.dumps(value).encode(), key=b'{"id": 1}'))
+        assert isinstance(view, ChangeEvent)
+        assert (view.op, view.before, view.after, view.key, view.source) == (
+            "u",
+            {"id": 1, "s": "a"},
+            {"id": 1, "s": "b"},
+            1,
+            {"lsn": 7},
+        )
+
+
+def test_tombstone_has_no_view() -> None:
+    assert view_of(parts("cdc.public.orders", None, key=b'{"id": 1}')) is None
+
+
+@pytest.mark.parametrize("value", [b"not json", b'{"no": "op"}', b"\xff\xfe"])
+def test_bad_change_events_are_poison(value: bytes) -> None:
+    with pytest.raises(PoisonError):
+        view_of(parts("cdc.public.orders", value))
+
+
+def test_other_topics_give_raw_views_with_json_parsed_when_it_is_json() -> None:
+    json_view = view_of(parts("orders", b'{"n": 1}', key=b"k"))
+    bytes_view = view_of(parts("orders", b"\x01\x02"))
+    assert isinstance(json_view, RawEvent) and json_view.value == {"n": 1} and json_view.key == b"k"
+    assert isinstance(bytes_view, RawEvent) and bytes_view.value == b"\x01\x02"
+
+
+def test_vigil_avro_records_give_record_views() -> None:
+    codec = Codec()
+    record = EXAMPLES["DriftEvent"]
+    view = view_of(parts("drift.warning", codec.encode("DriftEvent", record)), codec)
+    assert isinstance(view, RecordEvent)
+    assert view.type == "DriftEvent"
+    assert view.severity == record["severity"]
+    assert view.record == codec.decode(codec.encode("DriftEvent", record)).record
+    with pytest.raises(AttributeError):
+        _ = view.no_such_field
+
+
+def test_non_avro_bytes_on_a_vigil_topic_are_poison() -> None:
+    with pytest.raises(DecodeError):
+        view_of(parts("drift.events", b'{"json": "not avro"}'), Codec())
