@@ -72,7 +72,9 @@ def up(
     ] = None,
 ) -> None:
     """Run the whole pipeline in the foreground (embedded services as needed)."""
-    commands.pipeline_up(settings(), console, demo=demo, agent_modules=agents_module or [])
+    from ops.pipeline import pipeline_up
+
+    pipeline_up(settings(), console, demo=demo, agent_modules=agents_module or [])
 
 
 @app.command()

@@ -11,17 +11,8 @@ from ops.output import print_json, print_table
 from ops.services import stack
 from ops.services.postgres import check_database
 from schemas.errors import VigilError
-from streams.catalog import CATALOG
 from streams.kafka import check_broker, make_admin
 from streams.settings import Settings
-from streams.topics import ensure_topics
-
-# Parts of `vigil up` that later issues build; `up` names them instead of pretending.
-PENDING_PARTS = (
-    ("connectors (Debezium CDC)", "issue #4"),
-    ("worker with agents, outbox relay, sinks", "issue #5"),
-    ("scheduler, HTTP ingest and dashboard", "no issue yet"),
-)
 
 
 def _health_rows(settings: Settings) -> tuple[list[list[str]], bool]:
@@ -147,26 +138,3 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
         rows = [[f["part"], f["status"], f["detail"]] for f in findings]
         print_table(console, "vigil doctor", ["part", "status", "detail"], rows)
     return ok
-
-
-def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modules: list[str]) -> None:
-    """Start the stack, migrate, create the topics, and show what runs.
-
-    The parts that later issues build (connectors, worker, scheduler, HTTP) are listed as not
-    landed rather than simulated.
-    """
-    console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
-    resolved = services_up(settings, console, as_json=False)
-    revision = migrations.upgrade(resolved.require_database_url())
-    console.print(f"database schema vigil at revision {revision}")
-    created = ensure_topics(resolved, CATALOG)
-    console.print(
-        f"topics: {len(CATALOG)} in the catalog"
-        + (f", created {', '.join(created)}" if created else ", all present")
-    )
-    rows = [[part, "[yellow]not landed[/]", issue] for part, issue in PENDING_PARTS]
-    print_table(console, "Pipeline parts", ["part", "state", "comes with"], rows)
-    console.print(
-        f"Postgres: {resolved.database_url}\nKafka:    {resolved.kafka_bootstrap}\n"
-        "Stop the embedded services with `vigil services down`."
-    )

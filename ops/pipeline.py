@@ -1,0 +1,256 @@
+"""``vigil up``: the whole pipeline in the foreground; ``--demo`` shows it working end to end.
+
+The stack (embedded services as needed), the migrations and the topics first; then, each in its
+own process under a :class:`~ops.supervisor.Supervisor`: the Debezium connectors (embedded engine,
+unless Kafka Connect is configured), the worker with the agents and the outbox relay, and for the
+demo a JSON-lines sink. Ctrl-C or SIGTERM stops them cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+
+import psycopg
+from rich.console import Console
+
+import connectors
+from ops import migrations
+from ops.output import print_table
+from ops.services import stack
+from ops.supervisor import Supervisor, child_env, vigil_argv
+from streams.catalog import CATALOG, outbox_topic
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+DEMO_AGENT_MODULE = "agents.demo"
+OUTBOX_ROUTER = "io.debezium.transforms.outbox.EventRouter"
+DEMO_SCHEMA = """
+CREATE TABLE IF NOT EXISTS public.orders (
+    id         serial PRIMARY KEY,
+    customer   text NOT NULL,
+    amount     double precision NOT NULL,
+    status     text NOT NULL DEFAULT 'new',
+    batch      text,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE public.orders REPLICA IDENTITY FULL;
+CREATE TABLE IF NOT EXISTS public.metrics (
+    id          serial PRIMARY KEY,
+    name        text NOT NULL,
+    value       double precision NOT NULL,
+    observed_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def connector_files(settings: Settings) -> list[Path]:
+    """The connector files ``vigil up`` runs: ``VIGIL_CONNECTORS``, else the packaged ones."""
+    if settings.connectors:
+        return [Path(p.strip()) for p in settings.connectors.split(",") if p.strip()]
+    return sorted(Path(connectors.__file__).parent.glob("*.json"))
+
+
+def _files_in(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
+    return files
+
+
+def ensure_demo_schema(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(DEMO_SCHEMA)
+
+
+def build_supervisor(
+    resolved: Settings, *, demo: bool, agent_modules: list[str], sink_file: Path | None
+) -> Supervisor:
+    files = _files_in(connector_files(resolved))
+    debezium_relays_outbox = any(OUTBOX_ROUTER in f.read_text() for f in files)
+    supervisor = Supervisor(Path(resolved.home).absolute() / "logs")
+    env = child_env(resolved)
+    if resolved.connect_url is None and files:
+        supervisor.add("connectors", vigil_argv("connectors", "run", *map(str, files)), env)
+    modules = [*agent_modules, *([DEMO_AGENT_MODULE] if demo else [])]
+    if modules or resolved.agent_modules:
+        argv = vigil_argv("worker", *(arg for m in modules for arg in ("-A", m)))
+        relay = "false" if debezium_relays_outbox and resolved.connect_url is None else "true"
+        supervisor.add("worker", argv, {**env, "VIGIL_OUTBOX_RELAY": relay})
+    if sink_file is not None:
+        supervisor.add(
+            "sink-notifications",
+            [
+                *vigil_argv()[:2],
+                "agents.sinks.run",
+                "file",
+                "--name",
+                "demo-notifications",
+                "--path",
+                str(sink_file),
+                "--topic",
+                outbox_topic("notifications"),
+                "--group",
+                f"{resolved.app_id}-demo-sink",
+            ],
+            env,
+        )
+    return supervisor
+
+
+def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modules: list[str]) -> None:
+    console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
+    resolved = stack.up(settings)
+    console.print(f"Postgres: {resolved.database_url}\nKafka:    {resolved.kafka_bootstrap}")
+    database_url = resolved.require_database_url()
+    console.print(f"database schema vigil at revision {migrations.upgrade(database_url)}")
+    created = ensure_topics(resolved, CATALOG)
+    console.print(
+        f"topics: {len(CATALOG)} in the catalog" + (f", created {', '.join(created)}" if created else "")
+    )
+    if not settings.connectors:
+        ensure_demo_schema(database_url)  # the packaged connectors capture the demo tables
+    sink_file = Path(resolved.home).absolute() / "demo" / "notifications.jsonl" if demo else None
+    supervisor = build_supervisor(resolved, demo=demo, agent_modules=agent_modules, sink_file=sink_file)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        console.print(f"stopping ({signal.Signals(signum).name})")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    names = ", ".join(c.name for c in supervisor.children) or "nothing (no agents, no connectors)"
+    console.print(f"starting {names}; logs in {supervisor.logdir}")
+    supervisor.start()
+    try:
+        if demo:
+            assert sink_file is not None
+            run_demo(resolved, console, supervisor, sink_file, stop)
+        else:
+            while not stop.wait(1.0):
+                for message in supervisor.poll():
+                    console.print(message)
+    finally:
+        supervisor.stop()
+        console.print("stopped; the embedded services keep running (`vigil services down` stops them)")
+
+
+def make_demo_changes(database_url: str, batch: str) -> int:
+    """Insert 12 orders, fail 3, ship 2, delete 1; return how many failed."""
+    with psycopg.connect(database_url) as conn:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO public.orders (customer, amount, batch) "
+                "SELECT 'customer-' || n, 10.0 * n, %s FROM generate_series(1, 12) AS n RETURNING id",
+                (batch,),
+            ).fetchall()
+        ]
+        conn.commit()
+        conn.execute(
+            "UPDATE public.orders SET status = 'failed', updated_at = now() WHERE id = ANY(%s)", (ids[:3],)
+        )
+        conn.execute(
+            "UPDATE public.orders SET status = 'shipped', updated_at = now() WHERE id = ANY(%s)", (ids[3:5],)
+        )
+        conn.execute("DELETE FROM public.orders WHERE id = %s", (ids[-1],))
+        conn.commit()
+    return 3
+
+
+def _payload(entry: dict[str, object]) -> dict[str, object]:
+    payload = entry.get("payload")
+    return payload if isinstance(payload, dict) else {}
+
+
+def _notifications(sink_file: Path, batch: str) -> list[dict[str, object]]:
+    if not sink_file.exists():
+        return []
+    found = []
+    for line in sink_file.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and _payload(entry).get("batch") == batch:
+            found.append(entry)
+    return found
+
+
+def run_demo(
+    resolved: Settings, console: Console, supervisor: Supervisor, sink_file: Path, stop: threading.Event
+) -> None:
+    database_url = resolved.require_database_url()
+    batch = uuid.uuid4().hex[:8]
+    expected = make_demo_changes(database_url, batch)
+    console.print(
+        f"demo batch {batch}: inserted 12 orders into public.orders, failed 3, shipped 2, deleted 1; "
+        "waiting for Debezium → Kafka → order-watch → outbox → sink …"
+    )
+    deadline = time.monotonic() + 240
+    last_report = 0.0
+    while not stop.is_set() and time.monotonic() < deadline:
+        for message in supervisor.poll():
+            console.print(message)
+        got = _notifications(sink_file, batch)
+        if len(got) >= expected:
+            break
+        if time.monotonic() - last_report > 10:
+            last_report = time.monotonic()
+            console.print(f"  … {len(got)}/{expected} notifications delivered so far")
+        stop.wait(1.0)
+    show_demo_results(database_url, console, sink_file, batch)
+    got = _notifications(sink_file, batch)
+    if len(got) < expected:
+        raise SystemExit(
+            f"demo incomplete: {len(got)}/{expected} notifications after 240 s; see {supervisor.logdir}"
+        )
+    console.print(
+        f"[green]demo complete[/]: {len(got)} failed orders → {len(got)} notifications in {sink_file}"
+    )
+
+
+def show_demo_results(database_url: str, console: Console, sink_file: Path, batch: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        runs = conn.execute(
+            "SELECT agent, status, count(*) FROM vigil.runs GROUP BY agent, status ORDER BY agent, status"
+        ).fetchall()
+        recent = conn.execute(
+            "SELECT r.event_id, r.status, r.trace FROM vigil.runs r WHERE r.agent = 'order-watch' "
+            'AND r.trace @> \'[{"step": "notify"}]\' ORDER BY r.finished_at DESC LIMIT 3'
+        ).fetchall()
+        outbox = conn.execute(
+            "SELECT aggregatetype, count(*) FROM vigil.outbox GROUP BY aggregatetype ORDER BY 1"
+        ).fetchall()
+        deliveries = conn.execute(
+            "SELECT sink, status, count(*) FROM vigil.deliveries GROUP BY sink, status ORDER BY 1, 2"
+        ).fetchall()
+    print_table(
+        console, "Runs (vigil.runs)", ["agent", "status", "runs"], [[a, s, str(n)] for a, s, n in runs]
+    )
+    print_table(
+        console,
+        "Latest runs that notified",
+        ["event id", "status", "trace"],
+        [[e, s, json.dumps([step.get("step") for step in t])] for e, s, t in recent],
+    )
+    print_table(console, "Outbox (vigil.outbox)", ["aggregatetype", "rows"], [[a, str(n)] for a, n in outbox])
+    print_table(
+        console,
+        "Deliveries (vigil.deliveries)",
+        ["sink", "status", "count"],
+        [[a, s, str(n)] for a, s, n in deliveries],
+    )
+    lines = _notifications(sink_file, batch)
+    print_table(
+        console,
+        f"Notifications of batch {batch} ({sink_file})",
+        ["outbox id", "text"],
+        [[str(entry.get("id")), str(_payload(entry).get("text"))] for entry in lines],
+    )

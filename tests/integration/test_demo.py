@@ -1,0 +1,40 @@
+"""`vigil up --demo` end to end: Debezium → Kafka → agent → outbox → Debezium outbox router → sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+VIGIL = str(Path(sys.executable).parent / "vigil")
+
+
+@pytest.mark.timeout(420)
+def test_vigil_up_demo_shows_agents_acting_on_row_changes(throwaway_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["VIGIL_HOME"] = str(throwaway_home)
+    env["COLUMNS"] = "200"
+    done = subprocess.run(
+        [VIGIL, "up", "--demo"], env=env, capture_output=True, text=True, timeout=400, check=False
+    )
+    logs = "".join(
+        f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted((throwaway_home / "logs").glob("*.log"))
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:] + logs
+    assert "demo complete: 3 failed orders → 3 notifications" in done.stdout
+    lines = [
+        json.loads(line)
+        for line in (throwaway_home / "demo" / "notifications.jsonl").read_text().splitlines()
+    ]
+    assert len(lines) == 3
+    assert len({line["id"] for line in lines}) == 3
+    assert all(
+        line["topic"] == "vigil.outbox.notifications" and "failed" in line["payload"]["text"]
+        for line in lines
+    )
