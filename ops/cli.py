@@ -91,8 +91,10 @@ def worker(
 
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
-    """Agents, recent runs, failures, overdue heartbeats, outbox backlog, lag."""
-    not_landed("status", "issue #5 and later: it reports agents, runs and heartbeats")
+    """Agents, recent runs, failures, review queue, overdue heartbeats, outbox backlog, connectors."""
+    from ops.status import show
+
+    raise typer.Exit(0 if show(settings(), console, as_json=as_json) else 1)
 
 
 @app.command()

@@ -19,17 +19,17 @@ from types import FrameType
 import psycopg
 from rich.console import Console
 
-import connectors
 from ops import migrations
+from ops.connectors_cli import connector_files
 from ops.output import print_table
 from ops.services import stack
+from ops.status import debezium_relays_outbox
 from ops.supervisor import Supervisor, child_env, vigil_argv
 from streams.catalog import CATALOG, outbox_topic
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 DEMO_AGENT_MODULE = "agents.demo"
-OUTBOX_ROUTER = "io.debezium.transforms.outbox.EventRouter"
 DEMO_SCHEMA = """
 CREATE TABLE IF NOT EXISTS public.orders (
     id         serial PRIMARY KEY,
@@ -49,20 +49,6 @@ CREATE TABLE IF NOT EXISTS public.metrics (
 """
 
 
-def connector_files(settings: Settings) -> list[Path]:
-    """The connector files ``vigil up`` runs: ``VIGIL_CONNECTORS``, else the packaged ones."""
-    if settings.connectors:
-        return [Path(p.strip()) for p in settings.connectors.split(",") if p.strip()]
-    return sorted(Path(connectors.__file__).parent.glob("*.json"))
-
-
-def _files_in(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        files.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
-    return files
-
-
 def ensure_demo_schema(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(DEMO_SCHEMA)
@@ -71,8 +57,8 @@ def ensure_demo_schema(database_url: str) -> None:
 def build_supervisor(
     resolved: Settings, *, demo: bool, agent_modules: list[str], sink_file: Path | None
 ) -> Supervisor:
-    files = _files_in(connector_files(resolved))
-    debezium_relays_outbox = any(OUTBOX_ROUTER in f.read_text() for f in files)
+    files = connector_files(resolved, None)
+    relayed_by_debezium = debezium_relays_outbox(resolved)
     supervisor = Supervisor(Path(resolved.home).absolute() / "logs")
     env = child_env(resolved)
     if resolved.connect_url is None and files:
@@ -80,7 +66,7 @@ def build_supervisor(
     modules = [*agent_modules, *([DEMO_AGENT_MODULE] if demo else [])]
     if modules or resolved.agent_modules:
         argv = vigil_argv("worker", *(arg for m in modules for arg in ("-A", m)))
-        relay = "false" if debezium_relays_outbox and resolved.connect_url is None else "true"
+        relay = "false" if relayed_by_debezium and resolved.connect_url is None else "true"
         supervisor.add("worker", argv, {**env, "VIGIL_OUTBOX_RELAY": relay})
     if sink_file is not None:
         supervisor.add(
@@ -127,8 +113,8 @@ def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modul
     signal.signal(signal.SIGTERM, on_signal)
     names = ", ".join(c.name for c in supervisor.children) or "nothing (no agents, no connectors)"
     console.print(f"starting {names}; logs in {supervisor.logdir}")
-    supervisor.start()
     try:
+        start_in_order(supervisor, resolved, console, stop)
         if demo:
             assert sink_file is not None
             run_demo(resolved, console, supervisor, sink_file, stop)
@@ -139,6 +125,53 @@ def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modul
     finally:
         supervisor.stop()
         console.print("stopped; the embedded services keep running (`vigil services down` stops them)")
+
+
+def slot_names(files: list[Path]) -> list[str]:
+    names = []
+    for path in files:
+        config = json.loads(path.read_text()).get("config", {})
+        if config.get("slot.name"):
+            names.append(str(config["slot.name"]))
+    return names
+
+
+def wait_for_slots(
+    database_url: str, names: list[str], stop: threading.Event, timeout: float = 180.0
+) -> bool:
+    """Wait until the connectors created their replication slots: from then on no change is missed."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE slot_name = ANY(%s)", (names,)
+            ).fetchall()
+        if len(rows) == len(set(names)):
+            return True
+        stop.wait(0.5)
+    return False
+
+
+def start_in_order(
+    supervisor: Supervisor, resolved: Settings, console: Console, stop: threading.Event
+) -> None:
+    """Connectors first, and the rest once their slots exist.
+
+    The outbox connector streams from its slot (it takes no snapshot of past rows): an outbox row
+    an agent committed before the slot existed would never be published. Starting the worker only
+    after the slots exist closes that window on a first start.
+    """
+    first = [c for c in supervisor.children if c.name == "connectors"]
+    for child in first:
+        child.start()
+    if first and resolved.connect_url is None:
+        names = slot_names(connector_files(resolved, None))
+        console.print(f"waiting for the connectors' replication slots ({', '.join(names)}) …")
+        if not wait_for_slots(resolved.require_database_url(), names, stop):
+            raise SystemExit(f"the connectors did not create their slots; see {first[0].logfile}")
+    for child in supervisor.children:
+        if child.proc is None:
+            child.start()
 
 
 def make_demo_changes(database_url: str, batch: str) -> int:

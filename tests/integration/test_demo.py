@@ -24,7 +24,8 @@ def test_vigil_up_demo_shows_agents_acting_on_row_changes(throwaway_home: Path) 
         [VIGIL, "up", "--demo"], env=env, capture_output=True, text=True, timeout=400, check=False
     )
     logs = "".join(
-        f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted((throwaway_home / "logs").glob("*.log"))
+        f"\n--- {log.name}\n{log.read_text()[-3000:]}"
+        for log in sorted((throwaway_home / "logs").glob("*.log"))
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:] + logs
     assert "demo complete: 3 failed orders → 3 notifications" in done.stdout
@@ -38,3 +39,15 @@ def test_vigil_up_demo_shows_agents_acting_on_row_changes(throwaway_home: Path) 
         line["topic"] == "vigil.outbox.notifications" and "failed" in line["payload"]["text"]
         for line in lines
     )
+
+    status = subprocess.run(
+        [VIGIL, "status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    report = json.loads(status.stdout)
+    agents = {a["agent"]: a for a in report["agents"]}
+    assert agents["order-watch"]["succeeded"] >= 11 and agents["order-watch"]["failed"] == 0
+    connectors = {c["name"]: c for c in report["connectors"]}
+    assert connectors["vigil-demo"]["state"] == "stopped" and connectors["vigil-demo"]["events"] > 0
+    assert connectors["vigil-demo"]["slot_lag_bytes"] is not None
+    assert status.returncode == 1, "stopped connectors are reported as a problem"
+    assert report["outbox_backlog"] is None, "the demo's outbox is relayed by Debezium's outbox router"
