@@ -2,8 +2,9 @@
 
 Variants, each over the same records, timed in interleaved rounds by CPU time (best round kept,
 since the machine is shared):
-- ``avro single-object``: ``Codec.encode`` / ``Codec.decode`` (framing, fingerprint lookup, fastavro;
-  timestamps come back as ``datetime``).
+- ``avro single-object``: ``Codec.encode`` / ``Codec.decode`` (framing, fingerprint lookup; fastavro
+  writes, the reader ``schemas.fastread`` generated for the schema reads; timestamps come back as
+  ``datetime``).
 - ``json.dumps/loads``: the same dict with ``observed_at`` as an ISO string (JSON has no datetime),
   left a string on decode. The baseline of the ratios.
 - ``json + datetime``: as above plus ``isoformat``/``fromisoformat``, so the decoded value equals

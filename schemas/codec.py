@@ -6,6 +6,9 @@ fingerprint + body) and reads it against the packaged schemas, every version in
 id + body), registering each record's current schema once under the subject of its full name
 (``vigil.DriftEvent``: the record-name strategy, so one record type may travel on any topic).
 Either way it reads both framings, resolving an older writer schema to the current reader schema.
+A record that needs no resolution (written with the current schema, or of a type Vigil no longer
+has) is read by a reader generated for its schema (:mod:`schemas.fastread`), about 1.4 times as
+fast as fastavro's; resolution stays with fastavro.
 
 Bad bytes raise :class:`DecodeError` (poison: dead-letter it) with the reason; a registry that cannot
 be reached raises :class:`RetryableError`; a record that does not fit its schema raises
@@ -18,14 +21,16 @@ import io
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import fastavro
 from fastavro.validation import ValidationError, validate
 
 from schemas.errors import ConfigurationError, DecodeError, EncodeError, RetryableError
+from schemas.fastread import Reader, TrailingBytes, compile_reader
 from schemas.framing import (
+    CONFLUENT_HEADER_SIZE,
     SINGLE_OBJECT_HEADER_SIZE,
     SINGLE_OBJECT_MARKER,
     ConfluentFrame,
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from confluent_kafka.schema_registry import Schema
 
 Framing = Literal["single-object", "confluent"]
+_new_tuple = tuple.__new__
 
 
 class SchemaRegistry(Protocol):
@@ -65,12 +71,18 @@ class Decoded(NamedTuple):
 
 @dataclass(frozen=True)
 class _Reader:
-    """How to read one writer schema: fastavro's arguments and what to report."""
+    """How to read one writer schema: a generated reader, else fastavro's arguments; and what to report."""
 
     full_name: str
     writer: Any
     reader: Any  # None when the writer is the current version
     label: str
+    # Generated for a writer read as written (no resolution), when schemas.fastread supports it.
+    fast: Reader | None = None
+
+    @classmethod
+    def as_written(cls, full_name: str, writer: Any, label: str) -> _Reader:
+        return cls(full_name, writer, None, label, compile_reader(writer))
 
 
 def subject_for(version: SchemaVersion) -> str:
@@ -89,16 +101,21 @@ class Codec:
             version: parse_for_reading(version.raw)
             for version in [*self.schemas.current.values(), *self.schemas.by_fingerprint.values()]
         }
-        self._by_fingerprint: dict[bytes, _Reader] = {}
+        # Keyed by the whole single-object header: marker and fingerprint.
+        self._by_header: dict[bytes, _Reader] = {}
+        self._as_written: dict[SchemaVersion, _Reader] = {}
         for fingerprint, version in self.schemas.by_fingerprint.items():
             # A kept version of a record that no longer exists is read as written.
             current = self.schemas.current.get(version.name)
-            self._by_fingerprint[fingerprint.to_bytes(8, "little")] = _Reader(
-                full_name=version.full_name,
-                writer=self._reading[version],
-                reader=None if current is None or current is version else self._reading[current],
-                label=version.label,
-            )
+            if current is None or current is version:
+                reader = self._as_written[version] = _Reader.as_written(
+                    version.full_name, self._reading[version], version.label
+                )
+            else:
+                reader = _Reader(
+                    version.full_name, self._reading[version], self._reading[current], version.label
+                )
+            self._by_header[SINGLE_OBJECT_MARKER + fingerprint.to_bytes(8, "little")] = reader
         self._prefix = {
             name: SINGLE_OBJECT_MARKER + version.fingerprint.to_bytes(8, "little")
             for name, version in self.schemas.current.items()
@@ -149,9 +166,7 @@ class Codec:
             header = frame_confluent(schema_id, b"")
             with self._lock:
                 self._registered[version.name] = header
-                self._by_schema_id[schema_id] = _Reader(
-                    version.full_name, version.parsed, None, f"id {schema_id}"
-                )
+                self._by_schema_id[schema_id] = self._current_reader(version, f"id {schema_id}")
         return header
 
     def _register(self, version: SchemaVersion) -> int:
@@ -182,29 +197,40 @@ class Codec:
 
     def decode(self, data: bytes, *, expect: str | None = None) -> Decoded:
         """Decode either framing; ``expect`` (short or full name) rejects any other record type."""
-        if data[:2] == SINGLE_OBJECT_MARKER and len(data) >= SINGLE_OBJECT_HEADER_SIZE:
-            # The hot path: one dict lookup on the raw fingerprint bytes.
-            reader = self._by_fingerprint.get(data[2:SINGLE_OBJECT_HEADER_SIZE])
-            if reader is None:
-                raise DecodeError(
-                    f"unknown schema fingerprint {data[2:SINGLE_OBJECT_HEADER_SIZE].hex()} "
-                    "(not a Vigil schema, nor any version kept in schemas/history)"
-                )
-            framing: Framing = "single-object"
-            body = data[SINGLE_OBJECT_HEADER_SIZE:]
+        # The hot path: one dict lookup on the marker and fingerprint of a single-object frame.
+        reader = self._by_header.get(data[:SINGLE_OBJECT_HEADER_SIZE])
+        framing: Framing
+        if reader is not None:
+            framing, start = "single-object", SINGLE_OBJECT_HEADER_SIZE
         else:
-            frame = parse_frame(data)
-            assert isinstance(frame, ConfluentFrame)  # a complete single-object frame took the path above
-            reader = self._reader_for_id(frame.schema_id)
-            framing = "confluent"
-            body = frame.body
+            reader, framing, start = self._other_frame(data)
         if (
             expect is not None
             and reader.full_name != expect
             and reader.full_name.rsplit(".", 1)[-1] != expect
         ):
             raise DecodeError(f"expected a {expect} record, got {reader.full_name}")
-        return Decoded(reader.full_name, _read_body(body, reader), framing, reader.label)
+        fast = reader.fast
+        if fast is None:
+            record = _read_body(data[start:], reader)
+        else:
+            try:
+                record = fast(data, start)
+            except Exception as exc:  # InvalidAvro, UnicodeDecodeError, OverflowError: bad bytes
+                raise _invalid_body(reader, exc) from exc
+        # What Decoded(...) does, without the Python-level __new__ of a NamedTuple (~0.15 µs a record).
+        return _new_tuple(Decoded, (reader.full_name, record, framing, reader.label))
+
+    def _other_frame(self, data: bytes) -> tuple[_Reader, Framing, int]:
+        """Reader, framing and body offset of anything but a single-object frame of a known schema."""
+        if data[:2] == SINGLE_OBJECT_MARKER and len(data) >= SINGLE_OBJECT_HEADER_SIZE:
+            raise DecodeError(
+                f"unknown schema fingerprint {data[2:SINGLE_OBJECT_HEADER_SIZE].hex()} "
+                "(not a Vigil schema, nor any version kept in schemas/history)"
+            )
+        frame = parse_frame(data)
+        assert isinstance(frame, ConfluentFrame)  # a complete single-object frame took the path above
+        return self._reader_for_id(frame.schema_id), "confluent", CONFLUENT_HEADER_SIZE
 
     def _reader_for_id(self, schema_id: int) -> _Reader:
         reader = self._by_schema_id.get(schema_id)
@@ -228,14 +254,18 @@ class Codec:
         name = writer.get("name", "?") if isinstance(writer, dict) else str(writer)
         current = self.schemas.current_for_full_name(name)
         if current is None:
-            reader = _Reader(name, writer, None, f"id {schema_id}")
+            reader = _Reader.as_written(name, writer, f"id {schema_id}")
         elif without_docs(raw) == without_docs(current.raw):  # the current version: no resolution
-            reader = _Reader(name, self._reading[current], None, f"id {schema_id}")
+            reader = self._current_reader(current, f"id {schema_id}")
         else:
             reader = _Reader(name, writer, self._reading[current], f"id {schema_id}")
         with self._lock:
             self._by_schema_id[schema_id] = reader
         return reader
+
+    def _current_reader(self, version: SchemaVersion, label: str) -> _Reader:
+        """The reader of a current version (compiled once, at construction) under another label."""
+        return replace(self._as_written[version], label=label)
 
     def _fetch(self, schema_id: int) -> Schema:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -265,14 +295,18 @@ def _read_body(body: bytes, reader: _Reader) -> dict[str, Any]:
     try:
         record = fastavro.schemaless_reader(buffer, reader.writer, reader.reader)
     except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ... on bad bytes
-        raise DecodeError(
-            f"invalid {reader.full_name} body ({reader.label}): {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _invalid_body(reader, exc) from exc
     if buffer.tell() != len(body):
-        raise DecodeError(f"{len(body) - buffer.tell()} trailing bytes after the {reader.full_name} record")
+        raise _invalid_body(reader, TrailingBytes(len(body) - buffer.tell()))
     if not isinstance(record, dict):
         raise DecodeError(f"{reader.full_name} body is not a record")
     return record
+
+
+def _invalid_body(reader: _Reader, exc: Exception) -> DecodeError:
+    if isinstance(exc, TrailingBytes):
+        return DecodeError(f"{exc.count} trailing bytes after the {reader.full_name} record")
+    return DecodeError(f"invalid {reader.full_name} body ({reader.label}): {type(exc).__name__}: {exc}")
 
 
 def _explain(version: SchemaVersion, record: Mapping[str, Any], exc: Exception) -> str:
