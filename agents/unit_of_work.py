@@ -45,10 +45,11 @@ class Item:
 
     parts: MessageParts
     view: EventView
+    #: ``view.event_id``, kept as a field: a batch reads it several times per event.
+    event_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def event_id(self) -> str:
-        return self.view.event_id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_id", self.view.event_id)
 
 
 class Outputs(Protocol):

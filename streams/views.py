@@ -119,7 +119,15 @@ class RecordEvent(EventView):
 
 
 def _parse_json(data: bytes) -> Any:
-    return json.loads(data)
+    # json.loads(bytes) sniffs the encoding in Python first (~4 µs an event in the worker's profile).
+    # UTF-8 without a BOM is the norm: decode it directly; anything else keeps json's own detection.
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.loads(data)
+    if text[:1] == "\ufeff" or "\x00" in text[:4]:  # a BOM, or UTF-16/32 that happens to be valid UTF-8
+        return json.loads(data)
+    return json.loads(text)
 
 
 def _debezium_payload(document: Any) -> Any:

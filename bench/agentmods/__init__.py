@@ -1,0 +1,1 @@
+"""Agent modules the benchmarks run with ``vigil worker -A bench.agentmods.<name>``."""

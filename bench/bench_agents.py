@@ -1,0 +1,354 @@
+"""Agents with exactly-once Postgres side effects: ``vigil worker`` next to three hand-written peers.
+
+One run, one broker and one Postgres, the same events (200,000 x scale JSON events of ~150 B on
+one 3-partition topic, each with a ``vigil-event-id`` header) and the same work for every variant:
+route the event by its score (warning/critical) and, exactly once, record a processed row keyed by
+the event id (``ON CONFLICT DO NOTHING``) and one outbox row carrying the route, committed together;
+Kafka offsets only after the database commit (:mod:`bench.peers.work`). Each variant runs as its
+own OS process(es), with its own consumer group and its own freshly migrated database:
+
+- ``loop (1) per-row``: confluent-kafka loop, per-row SQL, one transaction per 500 events;
+- ``loop (2) set-based``: the same loop, ``unnest`` for processed rows + ``COPY`` for the outbox;
+- ``faust (3) per-event``: a plain faust-streaming agent, one transaction per event;
+- ``vigil (N processes)``: ``vigil worker -A bench.agentmods.route``, the real worker and unit of
+  work (batches of the ``@agent`` default 500). The peers run in one process each; Vigil is also
+  shown with 2 and 3 worker processes in one consumer group.
+
+Measurement, the same for all: this process polls ``count(*)`` of the variant's processed rows every
+0.2 s; t0 is the first poll that sees a row, t1 the first that sees all N; events/s is
+(N - count at t0) / (t1 - t0), so process start and group join are left out (reported as
+``startup s``: spawn → first committed row). Afterwards every variant must hold exactly N processed
+and N outbox rows. Each Vigil worker's ledger reader reads ``vigil.processed-events`` from offset 0
+while it works: on a long-lived broker that includes every earlier run's records (N per Vigil
+variant), so later Vigil variants, and repeated runs, pay for more history. Targets (issue #5): Vigil >= 1.0x loop (1) and >= 4.0x faust (3); the ratio to
+loop (2) is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import psycopg
+
+from bench.common import BenchContext, Measurement
+from bench.peers.work import EVENT_ID_HEADER
+from ops import migrations
+from streams.catalog import TopicSpec
+from streams.kafka import make_producer
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+BENCH = "agents"
+EVENTS = 200_000
+PARTITIONS = 3
+POLL_S = 0.2
+ROOT = Path(__file__).resolve().parents[1]
+VIGIL = Path(sys.executable).parent / "vigil"
+
+LOOP_ROWS = "loop (1) per-row"
+LOOP_SET = "loop (2) set-based"
+FAUST = "faust (3) per-event"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A way of doing the work: a peer module run once, or ``vigil worker`` run ``processes`` times."""
+
+    label: str
+    slug: str
+    peer: str | None = None
+    processes: int = 1
+    relay: bool = False
+    notes: str = ""
+
+
+VARIANTS = (
+    Variant(LOOP_ROWS, "rows", peer="loop_rows", notes="confluent-kafka, INSERT per row, commit per 500"),
+    Variant(LOOP_SET, "set", peer="loop_setbased", notes="confluent-kafka, unnest + COPY per 500"),
+    Variant(FAUST, "faust", peer="faust_per_event", notes="faust-streaming 0.x agent, 1 tx per event"),
+    Variant("vigil (1 process)", "v1"),
+    Variant("vigil (2 processes)", "v2", processes=2),
+    Variant("vigil (3 processes)", "v3", processes=3),
+    Variant("vigil (1 process, relay on)", "v1r", relay=True),
+)
+
+
+@dataclass
+class Outcome:
+    rate: float
+    startup: float
+    counted: int
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def run(ctx: BenchContext) -> list[Measurement]:
+    settings = ctx.settings()
+    n = max(1000, int(EVENTS * ctx.scale))
+    tag = "ba" + uuid.uuid4().hex[:8]
+    topic = f"bench.agents.{tag}"
+    load = os.getloadavg()
+    ensure_topics(settings, [TopicSpec(topic, "bench_agents input", PARTITIONS)])
+    size = _produce(settings, topic, n, tag)
+    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-agents-"))
+    logdir.chmod(0o755)
+    outcomes: dict[str, Outcome] = {}
+    for variant in VARIANTS:
+        outcomes[variant.label] = _run_variant(settings, variant, topic, n, tag, logdir)
+        print(
+            f"  {variant.label}: {outcomes[variant.label].rate:,.0f} events/s, "
+            f"startup {outcomes[variant.label].startup:.1f}s",
+            flush=True,
+        )
+    return _rows(outcomes, n, size, load)
+
+
+# -- the events ---------------------------------------------------------------------------
+
+
+def _event(tag: str, i: int) -> tuple[str, bytes]:
+    event_id = f"{tag}-{i}"
+    value = {
+        "id": event_id,
+        "source": "prometheus",
+        "metric": "orders.latency_p99",
+        "service": f"svc-{i % 17}",
+        "value": 400.0 + i % 97,
+        "score": (i * 7919 % 1000) / 1000,  # 10% at or above 0.9: critical
+        "observed_at": f"2025-06-01T12:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z",
+    }
+    return event_id, json.dumps(value, separators=(",", ":")).encode()
+
+
+def _produce(settings: Settings, topic: str, n: int, tag: str) -> float:
+    """Fill the topic; return the mean value size in bytes."""
+    producer = make_producer(settings, **{"linger.ms": 20})
+    total = 0
+    for i in range(n):
+        event_id, value = _event(tag, i)
+        total += len(value)
+        producer.produce(
+            topic, key=event_id.encode(), value=value, headers=[(EVENT_ID_HEADER, event_id.encode())]
+        )
+        if i % 50_000 == 49_999:
+            producer.flush(60)
+    if producer.flush(60):
+        raise RuntimeError(f"could not produce the {n} bench events to {topic}")
+    return total / n
+
+
+# -- one variant ----------------------------------------------------------------------------
+
+
+def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: str, logdir: Path) -> Outcome:
+    name = f"{tag}_{variant.slug}"
+    agent = f"bench-route-{variant.slug}"
+    db_url = _fresh_database(settings, name)
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for i in range(variant.processes):
+            log = logdir / f"{variant.slug}-{i}.log"
+            procs.append((_spawn(settings, variant, db_url, topic, name, agent, log), log))
+        # generous: the per-event Faust peer ran at ~650 events/s on a quiet shared 2-core machine
+        outcome = _measure(db_url, agent, n, procs, timeout=120 + n / 200)
+        outcome.cpu = {str(p.pid): _cpu_seconds(p.pid) for p, _ in procs}
+        _check_exactly_once(db_url, agent, n, variant.label)
+        return outcome
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        _drop_database(settings, name)
+
+
+def _spawn(
+    settings: Settings, variant: Variant, db_url: str, topic: str, group: str, agent: str, log: Path
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    if variant.peer is not None:
+        argv = [sys.executable, "-m", f"bench.peers.{variant.peer}"]
+        argv += ["--bootstrap", settings.require_bootstrap(), "--database-url", db_url]
+        argv += ["--topic", topic, "--group", group, "--agent", agent]
+    else:
+        argv = [str(VIGIL), "worker", "-A", "bench.agentmods.route"]
+        env.update(
+            {
+                "VIGIL_HOME": str(log.parent),
+                "VIGIL_DATABASE_URL": db_url,
+                "VIGIL_KAFKA_BOOTSTRAP": settings.require_bootstrap(),
+                "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "VIGIL_APP_ID": group,
+                "VIGIL_OUTBOX_RELAY": "true" if variant.relay else "false",
+                "VIGIL_BENCH_TOPIC": topic,
+                "VIGIL_BENCH_AGENT": agent,
+            }
+        )
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _measure(
+    db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen[bytes], Path]], timeout: float
+) -> Outcome:
+    spawned = time.monotonic()
+    t0: float | None = None
+    c0 = 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while True:
+            now = time.monotonic()
+            row = conn.execute(
+                "SELECT count(*) FROM vigil.processed_events WHERE agent = %s", (agent,)
+            ).fetchone()
+            count = int(row[0]) if row else 0
+            if t0 is None and count > 0:
+                t0, c0 = now, count
+            if count >= n and t0 is not None:
+                if now <= t0:
+                    raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
+                return Outcome((n - c0) / (now - t0), t0 - spawned, n - c0, now - t0)
+            for proc, log in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{agent}: process exited ({proc.returncode}) at {count}/{n} rows:\n{_tail(log)}"
+                    )
+            if now - spawned > timeout:
+                tails = "\n".join(_tail(log) for _, log in procs)
+                raise RuntimeError(f"{agent}: only {count}/{n} rows after {timeout:.0f}s:\n{tails}")
+            time.sleep(max(0.0, POLL_S - (time.monotonic() - now)))
+
+
+def _check_exactly_once(db_url: str, agent: str, n: int, label: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM vigil.processed_events WHERE agent = %s), "
+            "(SELECT count(*) FROM vigil.outbox), (SELECT count(DISTINCT source_event_id) FROM vigil.outbox)",
+            (agent,),
+        ).fetchone()
+    if row is None or tuple(row) != (n, n, n):
+        raise RuntimeError(
+            f"{label}: not exactly once: (processed, outbox rows, distinct outbox events) = {row}, expected {n} each"
+        )
+
+
+def _admin_url(settings: Settings) -> str:
+    return settings.require_database_url().rsplit("/", 1)[0] + "/postgres"
+
+
+def _fresh_database(settings: Settings, name: str) -> str:
+    with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = settings.require_database_url().rsplit("/", 1)[0] + f"/{name}"
+    migrations.upgrade(url)
+    return url
+
+
+def _drop_database(settings: Settings, name: str) -> None:
+    with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux ``/proc``); 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+# -- the table -----------------------------------------------------------------------------
+
+
+def _rows(
+    outcomes: dict[str, Outcome], n: int, size: float, load: tuple[float, float, float]
+) -> list[Measurement]:
+    rows1 = outcomes[LOOP_ROWS].rate
+    rows: list[Measurement] = []
+    for variant in VARIANTS:
+        out = outcomes[variant.label]
+        cpu = sum(out.cpu.values())
+        notes = variant.notes or (
+            f"vigil worker, @agent batch 500, outbox relay {'on' if variant.relay else 'off'}"
+            + ("; peers run in 1 process each" if variant.processes > 1 else "")
+        )
+        notes += f"; {out.counted:,} events in {out.seconds:.1f}s; process CPU {cpu:.0f}s in all"
+        if variant.label == LOOP_ROWS:
+            notes += (
+                f"; {n:,} events of {size:.0f} B, {PARTITIONS} partitions; load avg {load[0]:.2f} at start"
+            )
+        base = Measurement(BENCH, variant.label, "events/s", out.rate, "events/s", notes=notes)
+        if variant.label != LOOP_ROWS:
+            base = replace(base, ratio_to=LOOP_ROWS, ratio=out.rate / rows1)
+        if variant.peer is None:
+            base = replace(base, target=">= 1.0x loop (1)" + _verdict(out.rate / rows1, 1.0))
+        rows.append(base)
+    for variant in VARIANTS:
+        if variant.peer is not None:
+            continue
+        rate = outcomes[variant.label].rate
+        faust = outcomes[FAUST].rate
+        rows.append(
+            Measurement(
+                BENCH,
+                variant.label,
+                "events/s vs (3)",
+                rate,
+                "events/s",
+                ratio_to=FAUST,
+                ratio=rate / faust,
+                target=">= 4.0x faust (3)" + _verdict(rate / faust, 4.0),
+            )
+        )
+        rows.append(
+            Measurement(
+                BENCH,
+                variant.label,
+                "events/s vs (2)",
+                rate,
+                "events/s",
+                ratio_to=LOOP_SET,
+                ratio=rate / outcomes[LOOP_SET].rate,
+                target="reported",
+            )
+        )
+    for variant in VARIANTS:
+        rows.append(
+            Measurement(
+                BENCH,
+                variant.label,
+                "startup s",
+                outcomes[variant.label].startup,
+                "s",
+                notes="spawn → first committed row (imports, group join); not in events/s"
+                if variant.label == LOOP_ROWS
+                else "",
+            )
+        )
+    return rows
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return ": met" if ratio >= target else ": MISSED"
