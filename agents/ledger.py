@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.catalog import PROCESSED_EVENTS
 
@@ -53,19 +54,50 @@ class ProcessedTable:
 class LedgerReader(threading.Thread):
     """Reads ``vigil.processed-events`` from the beginning into a :class:`ProcessedTable`, then follows it."""
 
-    def __init__(self, consumer: Consumer, table: ProcessedTable, topic: str = PROCESSED_EVENTS) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        table: ProcessedTable,
+        topic: str = PROCESSED_EVENTS,
+        *,
+        retention_s: float | None = None,
+    ) -> None:
         super().__init__(name="vigil-ledger-reader", daemon=True)
         self.consumer = consumer
         self.table = table
         self.topic = topic
-        self._stop = threading.Event()
+        self.retention_s = retention_s
+        self._halt = threading.Event()
+
+    def _start_positions(self, partitions: Iterable[int]) -> list[TopicPartition]:
+        """Where to start reading: records younger than the retention (older ones may be pruned from
+        Postgres anyway, and the topic only grows: every key is unique). From the beginning when the
+        broker cannot look offsets up by time."""
+        beginning = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
+        if self.retention_s is None:
+            return beginning
+        since_ms = int((time.time() - self.retention_s) * 1000)
+        try:
+            found = self.consumer.offsets_for_times(
+                [TopicPartition(self.topic, tp.partition, since_ms) for tp in beginning], timeout=10
+            )
+        except KafkaException as exc:
+            log.debug("ledger reader: offsets_for_times failed (%s); reading from the beginning", exc)
+            return beginning
+        return [
+            tp
+            if tp.error is None and tp.offset >= 0
+            else TopicPartition(self.topic, tp.partition, OFFSET_END)
+            for tp in found
+        ]
 
     def run(self) -> None:
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10)
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
-            self.consumer.assign([TopicPartition(self.topic, p, 0) for p in partitions])
-            while not self._stop.is_set():
+            since_ms = int((time.time() - self.retention_s) * 1000) if self.retention_s is not None else 0
+            self.consumer.assign(self._start_positions(partitions))
+            while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
                 keys = []
                 for msg in batch:
@@ -75,6 +107,10 @@ class LedgerReader(threading.Thread):
                             log.debug("ledger reader: %s", error)
                         continue
                     key = msg.key()
+                    # Also filtered here: a broker may answer the by-time lookup with offset 0
+                    # (the embedded tansu broker does).
+                    if since_ms and msg.timestamp()[1] < since_ms:
+                        continue
                     if key is not None and msg.value() is not None:
                         keys.append(key.decode("utf-8", errors="replace"))
                 if keys:
@@ -85,4 +121,4 @@ class LedgerReader(threading.Thread):
             self.consumer.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()

@@ -63,7 +63,7 @@ class WorkerRuntime:
             consumer = make_consumer(
                 settings, f"{settings.app_id}-ledger-reader", **{"enable.auto.commit": False}
             )
-            ledger = LedgerReader(consumer, table)
+            ledger = LedgerReader(consumer, table, retention_s=settings.processed_retention_days * 86400)
         relay = None
         if settings.outbox_relay:
             relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
