@@ -137,6 +137,18 @@ def _debezium_payload(document: Any) -> Any:
     return document
 
 
+def _position(parts: MessageParts) -> dict[str, Any]:
+    """The fields every view shares."""
+    return {
+        "event_id": event_id_of(parts),
+        "trace_id": trace_id_of(parts),
+        "topic": parts.topic,
+        "partition": parts.partition,
+        "offset": parts.offset,
+        "headers": parts.headers,
+    }
+
+
 def change_event(parts: MessageParts) -> ChangeEvent | None:
     """The change view of a Debezium message; ``None`` for a tombstone. Raises PoisonError on bad input."""
     if parts.value is None:
@@ -151,12 +163,7 @@ def change_event(parts: MessageParts) -> ChangeEvent | None:
     if isinstance(key, dict) and len(key) == 1:
         key = next(iter(key.values()))
     return ChangeEvent(
-        event_id=event_id_of(parts),
-        trace_id=trace_id_of(parts),
-        topic=parts.topic,
-        partition=parts.partition,
-        offset=parts.offset,
-        headers=parts.headers,
+        **_position(parts),
         op=str(payload["op"]),
         before=payload.get("before"),
         after=payload.get("after"),
@@ -174,12 +181,7 @@ def raw_event(parts: MessageParts) -> RawEvent:
         except (ValueError, UnicodeDecodeError):
             value = parts.value
     return RawEvent(
-        event_id=event_id_of(parts),
-        trace_id=trace_id_of(parts),
-        topic=parts.topic,
-        partition=parts.partition,
-        offset=parts.offset,
-        headers=parts.headers,
+        **_position(parts),
         key=parts.key,
         value=value,
     )
@@ -199,12 +201,7 @@ def record_event(parts: MessageParts, codec: Codec) -> RecordEvent:
     """The record view of an Avro message; raises :class:`~schemas.errors.DecodeError` (poison)."""
     decoded = codec.decode(parts.value or b"")
     return RecordEvent(
-        event_id=event_id_of(parts),
-        trace_id=trace_id_of(parts),
-        topic=parts.topic,
-        partition=parts.partition,
-        offset=parts.offset,
-        headers=parts.headers,
+        **_position(parts),
         type=decoded.short_name,
         record=decoded.record,
         key=parts.key,
