@@ -119,7 +119,12 @@ def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
 
 @pytest.mark.timeout(600)
 def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
-    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+    stack: Settings,
+    fresh_database: str,
+    make_topic: Callable[..., str],
+    unique: str,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     topic = make_topic("crashy", partitions=3)
     total = 20_000
@@ -129,7 +134,12 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
     count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
     progress = []
     # Slow each event a little so that 20 kills land while work is in flight.
-    slow = {"VIGIL_TEST_SLOW_MS": "1"}
+    aggregate = f"effects-{unique}"
+    slow = {"VIGIL_TEST_SLOW_MS": "1", "VIGIL_TEST_AGGREGATE": aggregate}
+    # The sink runs throughout: outbox rows relayed twice by a killed worker must be delivered once.
+    sink = start_sink(
+        stack, fresh_database, receiver.url, outbox_topic(aggregate), f"{unique}-sink", tmp_path
+    )
     for _ in range(20):
         before = count()
         worker = start_worker(
@@ -142,13 +152,29 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
         worker.wait()
         progress.append(count())
     assert progress[-1] < total, "the kills should land before the work is done"
-    worker = start_worker(stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log)
+    worker = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_TEST_AGGREGATE": aggregate},
+    )
+    delivered = lambda: scalar(  # noqa: E731
+        fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
+    )
     try:
         wait_until(lambda: count() >= total, 240, f"{total} processed events", worker, log)
+        wait_until(lambda: delivered() >= total, 180, f"{total} deliveries", sink, tmp_path / "sink.log")
         time.sleep(3)
     finally:
         stop(worker)
+        stop(sink)
     assert_exactly_once(fresh_database, unique, total)
+    keys = receiver.keys()
+    assert set(keys) == {str(row) for row in rows(fresh_database, "SELECT id FROM vigil.outbox")}
+    assert len(keys) == total and max(keys.values()) == 1, "each outbox event reached the HTTP server once"
     assert progress == sorted(progress) and progress[0] < progress[-1], progress
 
 
