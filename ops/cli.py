@@ -272,21 +272,35 @@ def heartbeat_list() -> None:
 
 
 @review_app.command("list")
-def review_list() -> None:
-    """Pending review items."""
-    not_landed("review list", "issue #5, agents (validator rejections)")
+def review_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Decided items too.")] = False,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Review items: output an agent's validator rejected."""
+    from ops.review import list_items
+
+    list_items(settings(), console, show_all=show_all, limit=limit, as_json=as_json)
 
 
 @review_app.command("approve")
-def review_approve() -> None:
-    """Approve a review item."""
-    not_landed("review approve", "issue #5, agents (validator rejections)")
+def review_approve(
+    item_id: str, by: Annotated[str | None, typer.Option("--by", help="Who decides.")] = None
+) -> None:
+    """Approve a review item: its proposed outbox rows are written (once)."""
+    from ops.review import decide
+
+    decide(settings(), console, item_id, approve=True, who=by)
 
 
 @review_app.command("reject")
-def review_reject() -> None:
-    """Reject a review item."""
-    not_landed("review reject", "issue #5, agents (validator rejections)")
+def review_reject(
+    item_id: str, by: Annotated[str | None, typer.Option("--by", help="Who decides.")] = None
+) -> None:
+    """Reject a review item: nothing is written."""
+    from ops.review import decide
+
+    decide(settings(), console, item_id, approve=False, who=by)
 
 
 def main() -> None:
