@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.catalog import OUTBOX_PREFIX
+from streams.eventids import cdc_event_id, is_snapshot, key_digest
 
 EVENT_ID_HEADER = "vigil-event-id"
 TRACE_ID_HEADER = "vigil-trace-id"
@@ -33,28 +34,9 @@ OUTBOX_ID_HEADER = "id"
 _MAX_PENDING_DELETES = 10_000
 
 
-def key_digest(key: str | None) -> str:
-    """A short, stable digest of a record key's serialized form."""
-    return hashlib.sha256((key or "").encode()).hexdigest()[:16]
-
-
-def cdc_event_id(
-    connector: str, schema: str, table: str, key: str | None, *, lsn: int | None, snapshot: bool
-) -> str:
-    position = "snapshot" if snapshot or lsn is None else str(lsn)
-    return f"cdc:{connector}:{position}:{schema}.{table}:{key_digest(key)}"
-
-
 def trace_id_for(event_id: str) -> str:
     """A W3C-sized (32 hex) trace id derived from the event id."""
     return hashlib.sha256(f"trace:{event_id}".encode()).hexdigest()[:32]
-
-
-def is_snapshot(flag: object) -> bool:
-    """Debezium's ``source.snapshot``: ``"false"`` while streaming; true/first/last/incremental… in a snapshot."""
-    if isinstance(flag, bool):
-        return flag
-    return flag is not None and str(flag).lower() != "false"
 
 
 def envelope(value: Any) -> Mapping[str, Any] | None:

@@ -10,8 +10,9 @@ feed values in without a broker.
 - any other topic gives a :class:`RawEvent` whose ``value`` is the parsed JSON when the bytes are JSON,
   else the bytes.
 
-Every view has ``event_id``: the ``vigil-event-id`` header when present, else
-``<topic>/<partition>/<offset>``.
+Every view has ``event_id``: the ``vigil-event-id`` header when present; else, for a change event,
+the id of its source position (:mod:`streams.eventids`, as Kafka Connect writes no such header);
+else ``<topic>/<partition>/<offset>``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from schemas.codec import Codec
 from schemas.errors import PoisonError
 from schemas.framing import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
 from streams.catalog import CDC_PREFIX, DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, TICKS
+from streams.eventids import cdc_event_id, is_snapshot
 
 #: Topics whose messages are always Vigil's Avro records: anything else on them is poison.
 AVRO_TOPICS = frozenset({DRIFT_EVENTS, DRIFT_WARNING, DRIFT_CRITICAL, TICKS})
@@ -149,6 +151,18 @@ def _position(parts: MessageParts) -> dict[str, Any]:
     }
 
 
+def _change_event_id(source: dict[str, Any], parts: MessageParts) -> str:
+    lsn = source.get("lsn")
+    return cdc_event_id(
+        str(source.get("name") or parts.topic.split(".", 1)[0]),
+        str(source.get("schema", "")),
+        str(source.get("table", "")),
+        parts.key.decode("utf-8", errors="replace") if parts.key is not None else None,
+        lsn=int(lsn) if isinstance(lsn, int | str) and str(lsn).isdigit() else None,
+        snapshot=is_snapshot(source.get("snapshot")),
+    )
+
+
 def change_event(parts: MessageParts) -> ChangeEvent | None:
     """The change view of a Debezium message; ``None`` for a tombstone. Raises PoisonError on bad input."""
     if parts.value is None:
@@ -162,8 +176,13 @@ def change_event(parts: MessageParts) -> ChangeEvent | None:
         raise PoisonError("not a Debezium change event: no 'op' in the payload")
     if isinstance(key, dict) and len(key) == 1:
         key = next(iter(key.values()))
+    position = _position(parts)
+    if EVENT_ID_HEADER not in parts.headers:  # written by Kafka Connect: derive it from the source
+        position["event_id"] = _change_event_id(payload.get("source") or {}, parts)
+        if TRACE_ID_HEADER not in parts.headers:
+            position["trace_id"] = position["event_id"]
     return ChangeEvent(
-        **_position(parts),
+        **position,
         op=str(payload["op"]),
         before=payload.get("before"),
         after=payload.get("after"),

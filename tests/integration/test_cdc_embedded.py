@@ -26,7 +26,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from connectors.config import ConnectorSpec, derive_connector, load_connector_file
-from connectors.records import cdc_event_id
+from streams.eventids import cdc_event_id
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
 

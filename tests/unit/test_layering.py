@@ -32,6 +32,7 @@ PURE_MODULES = [
     "schemas/compat.py",
     "streams/catalog.py",
     "streams/views.py",
+    "streams/eventids.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",

@@ -67,3 +67,16 @@ def test_vigil_avro_records_give_record_views() -> None:
 def test_non_avro_bytes_on_a_vigil_topic_are_poison() -> None:
     with pytest.raises(DecodeError):
         view_of(parts("drift.events", b'{"json": "not avro"}'), Codec())
+
+
+def test_change_events_without_the_header_get_their_id_from_the_source_position() -> None:
+    source = {"name": "cdc", "schema": "public", "table": "orders", "lsn": 123456, "snapshot": "false"}
+    value = json.dumps({"op": "c", "after": {"id": 1}, "source": source}).encode()
+    first = view_of(MessageParts("cdc.public.orders", 0, 5, b'{"id":1}', value))
+    redelivered = view_of(MessageParts("cdc.public.orders", 2, 900, b'{"id":1}', value))
+    assert first is not None and redelivered is not None
+    assert first.event_id == redelivered.event_id
+    assert first.event_id.startswith("cdc:cdc:123456:public.orders:")
+    snapshot = json.dumps({"op": "r", "after": {"id": 1}, "source": {**source, "snapshot": "true"}}).encode()
+    row = view_of(MessageParts("cdc.public.orders", 0, 6, b'{"id":1}', snapshot))
+    assert row is not None and ":snapshot:public.orders:" in row.event_id
