@@ -19,10 +19,11 @@ from connectors.config import ConnectorSpec, connector_paths, load_connectors, p
 from connectors.connect_client import ConnectClient, ConnectorStatus
 from connectors.database import SlotInfo, ensure_heartbeat_table, replication_slots
 from connectors.engine import EmbeddedRunner
-from connectors.state import pid_alive, read_state, state_dir
+from connectors.state import read_state, state_dir
 from ops import migrations
 from ops.output import print_json, print_table
 from ops.services import stack
+from ops.services.procs import pid_alive
 from schemas.errors import ConfigurationError, ServiceError, VigilError
 from streams.settings import Settings
 

@@ -11,7 +11,8 @@ from confluent_kafka import KafkaError
 
 from connectors.engine import KafkaSink, _is_config_error
 from connectors.records import OutgoingMessage
-from connectors.state import ConnectorState, pid_alive, read_state, write_state
+from connectors.state import ConnectorState, read_state, write_state
+from ops.services.procs import pid_alive
 from schemas.errors import RetryableError
 from streams.settings import Settings
 

@@ -41,6 +41,7 @@ PURE_MODULES = [
     "agents/sinks/requests.py",
     "connectors/records.py",
     "connectors/config.py",
+    "connectors/state.py",
 ]
 
 
