@@ -1,8 +1,10 @@
 """``Context``: what a handler may do inside its event's transaction.
 
 Everything a handler asks for is collected here and written by the unit of work in the same
-transaction: outbox rows (``emit``), trace steps (``step``), wakeups (``wake_in``/``wake_at``),
-and stream outputs (``send``, sent before the input is acked, with ids derived from the input).
+transaction: its own database writes (``session``), outbox rows (``emit``), trace steps
+(``step``), wakeups (``wake_in``/``wake_at``), and stream outputs (``send``, sent before the input
+is acked, with ids derived from the input). Output that can never be written (a payload JSON
+cannot hold, an illegal topic name) is refused here, so it is the event's failure.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from agents.outbox_mapping import OutboxRow, check_aggregatetype, dumps_payload
+from schemas.errors import OutputError
+from streams.naming import topic_name_problem
+
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from agents.event_session import EventWrites, HandlerSession
 
 #: Namespace for ids derived from an input event: the same input always yields the same ids.
 _OUTPUT_NAMESPACE = uuid.UUID("8c2e0f5e-5f4b-4a59-9a53-7d1f4b0e6a21")
@@ -26,20 +32,20 @@ def derived_id(event_id: str, agent: str, kind: str, index: int) -> uuid.UUID:
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    id: uuid.UUID
-    aggregatetype: str
-    aggregateid: str
-    type: str
-    payload: Any
-
-
-@dataclass(frozen=True)
 class StreamSend:
+    """A message for another topic: its own ``event_id`` (derived from the input), the input's id and
+    the input's trace id."""
+
     topic: str
     key: bytes | None
     value: bytes
     event_id: str
+    source_event_id: str
+    trace_id: str
+
+    @property
+    def size(self) -> int:
+        return len(self.value) + len(self.key or b"") + len(self.event_id) + len(self.trace_id)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class Context:
         trace_id: str,
         trigger: str,
         attempt: int,
-        session_factory: Any,
+        writes: EventWrites | None = None,
     ) -> None:
         self.agent = agent
         self.event_id = event_id
@@ -78,26 +84,49 @@ class Context:
         self.trigger = trigger
         self.attempt = attempt
         self.output = Output()
-        self._session_factory = session_factory
-        self._session: AsyncSession | None = None
+        self._writes = writes
 
     @property
-    def session(self) -> AsyncSession:
-        """The event's transaction as a SQLAlchemy ``AsyncSession`` (do not commit it yourself)."""
-        if self._session is None:
-            self._session = self._session_factory()
-        return self._session
+    def session(self) -> HandlerSession:
+        """The event's own part of the transaction, as a SQLAlchemy ``AsyncSession``.
+
+        Core (``await ctx.session.execute(text(...))``), ORM (``ctx.session.add(obj)``) and raw SQL
+        (``await ctx.session.connection()``) all write in the event's savepoint: they commit with
+        the event, or are undone with it. Never commit, roll back or close it yourself.
+        """
+        if self._writes is None:
+            raise RuntimeError("this Context has no database (it was made outside a unit of work)")
+        return self._writes.session()
 
     def emit(self, aggregatetype: str, *, key: str, payload: Any, type: str | None = None) -> uuid.UUID:
-        """Add an outbox row (relayed to ``vigil.outbox.<aggregatetype>``); return its id."""
+        """Add an outbox row (relayed to ``vigil.outbox.<aggregatetype>``); return its id.
+
+        The payload must be JSON-serializable; datetimes, dates, decimals, UUIDs and enums are
+        encoded as JSON encoders usually do (ISO 8601, string, string, value).
+        """
+        check_aggregatetype(aggregatetype)
+        payload_json = dumps_payload(payload)
         row_id = derived_id(self.event_id, self.agent, "outbox", len(self.output.outbox))
-        self.output.outbox.append(OutboxRow(row_id, aggregatetype, str(key), type or aggregatetype, payload))
+        self.output.outbox.append(
+            OutboxRow(
+                row_id,
+                aggregatetype,
+                str(key),
+                type or aggregatetype,
+                payload,
+                trace_id=self.trace_id,
+                payload_json=payload_json,
+            )
+        )
         return row_id
 
     def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> str:
         """Send to another topic before the input is acked (at least once; the id dedups)."""
+        problem = topic_name_problem(topic)
+        if problem is not None:
+            raise OutputError(f"ctx.send: {problem}")
         out_id = f"{self.event_id}/{self.agent}/{len(self.output.sends)}"
-        self.output.sends.append(StreamSend(topic, key, value, out_id))
+        self.output.sends.append(StreamSend(topic, key, value, out_id, self.event_id, self.trace_id))
         return out_id
 
     def step(self, name: str, **data: Any) -> None:

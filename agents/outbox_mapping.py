@@ -11,14 +11,19 @@ Pure: imports no Kafka, database or HTTP client.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from schemas.errors import DecodeError
+from schemas.errors import DecodeError, OutputError
 from streams.catalog import outbox_topic
+from streams.naming import topic_name_problem
 
 ID_HEADER = "id"
 EVENT_ID_HEADER = "vigil-event-id"
@@ -31,15 +36,21 @@ Headers = Sequence[tuple[str, bytes | None]]
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """One row of ``vigil.outbox`` as the relay reads it."""
+    """One row of ``vigil.outbox``: what a handler emits, and what the relay reads back.
+
+    ``payload`` is the value as the handler gave it (or as Postgres returned it); ``seq`` is set
+    once the row is in the table.
+    """
 
     id: uuid.UUID
     aggregatetype: str
     aggregateid: str
     type: str
     payload: Any
-    seq: int
+    seq: int | None = None
     trace_id: str | None = None
+    #: The payload as JSON text, made once when a handler emits the row.
+    payload_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,45 @@ class OutboxEvent:
     payload: Any
 
 
+def _json_default(value: Any) -> Any:
+    """What JSON encoders of the ecosystem do (Django's, pydantic's) for the common non-JSON types:
+    times as ISO 8601, decimals as strings (no precision lost), UUIDs as strings, enums as their
+    value, dataclasses as objects. Anything else is refused rather than guessed at."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    raise TypeError(f"a {type(value).__name__} has no JSON form")
+
+
+def dumps_payload(payload: Any) -> str:
+    """An outbox payload as compact JSON text; :class:`OutputError` naming the value JSON cannot hold."""
+    try:
+        return json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise OutputError(f"outbox payload is not JSON-serializable: {exc}") from exc
+
+
+def check_aggregatetype(aggregatetype: str) -> None:
+    """Refuse an ``aggregatetype`` whose outbox topic Kafka would not accept."""
+    problem = topic_name_problem(outbox_topic(aggregatetype))
+    if problem is not None:
+        raise OutputError(f"aggregatetype {aggregatetype!r} does not make a valid outbox topic: {problem}")
+
+
 def encode_payload(payload: Any) -> bytes | None:
     """The payload as compact JSON; a SQL NULL payload becomes a null value, as Debezium does."""
     if payload is None:
         return None
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return dumps_payload(payload).encode("utf-8")
 
 
 def to_message(row: OutboxRow) -> OutboxMessage:

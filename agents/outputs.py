@@ -7,65 +7,109 @@ commit and need no flush: the ledger topic is an accelerator, Postgres is the tr
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
 from agents.context import StreamSend
 from agents.unit_of_work import BatchResult, Item
 from schemas.codec import Codec
-from schemas.errors import RetryableError
+from schemas.errors import OutputError
 from streams.catalog import DLQ, PROCESSED_EVENTS
-from streams.deadletter import dead_letter, send_dead_letter
+from streams.deadletter import dead_letter
+from streams.produce import Outgoing, produce_and_flush
 from streams.views import EVENT_ID_HEADER, TRACE_ID_HEADER, MessageParts
 
+#: librdkafka's default ``message.max.bytes``, the largest message the producer accepts.
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+#: How often the list of topics may be asked again for a topic not seen yet.
+TOPIC_REFRESH_S = 2.0
 
-class _Deliveries:
-    """Collects delivery reports of one flush; raises if any failed."""
 
-    def __init__(self) -> None:
-        self.errors: list[str] = []
+class TopicCache:
+    """The broker's topic names, asked again (at most every few seconds) when one is missing.
+
+    Asked with a metadata request for all topics: asking for one topic by name could make a broker
+    with ``auto.create.topics.enable`` create it, and a typo must not become a topic.
+    """
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self._names: set[str] = set()
+        self._asked_at = 0.0
         self._lock = threading.Lock()
 
-    def __call__(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
+    def missing(self, topics: set[str]) -> set[str]:
+        missing = topics - self._names
+        if missing and time.monotonic() - self._asked_at >= TOPIC_REFRESH_S:
             with self._lock:
-                self.errors.append(f"{msg.topic()}: {err}")
+                self._names = set(self._producer.list_topics(timeout=10).topics)
+                self._asked_at = time.monotonic()
+            missing = topics - self._names
+        return missing
 
-    def check(self, producer: Producer, what: str, timeout: float = 30.0) -> None:
-        remaining = producer.flush(timeout)
-        if remaining:
-            raise RetryableError(f"{what}: {remaining} message(s) not delivered within {timeout:.0f}s")
-        if self.errors:
-            raise RetryableError(f"{what}: delivery failed: {'; '.join(self.errors[:3])}")
+    def knows_all(self, topics: set[str]) -> bool:
+        return topics <= self._names
 
 
 class KafkaOutputs:
     """The :class:`agents.unit_of_work.Outputs` of a worker, plus the ledger records."""
 
-    def __init__(self, producer: Producer, codec: Codec, *, dlq_topic: str = DLQ) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        codec: Codec,
+        *,
+        dlq_topic: str = DLQ,
+        installation: str = "",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self.producer = producer
         self.codec = codec
         self.dlq_topic = dlq_topic
+        self.installation = installation
+        self.max_message_bytes = max_message_bytes
+        self.topics = TopicCache(producer)
 
-    def send_and_flush(self, sends: Sequence[StreamSend], trace_id_of: Callable[[str], str]) -> None:
-        deliveries = _Deliveries()
+    async def check_sends(self, sends: Sequence[StreamSend]) -> None:
+        if not sends:
+            return
         for send in sends:
-            source_event = send.event_id.split("/", 1)[0]
-            self.producer.produce(
-                send.topic,
-                key=send.key,
-                value=send.value,
-                headers=[
-                    (EVENT_ID_HEADER, send.event_id.encode()),
-                    (TRACE_ID_HEADER, trace_id_of(source_event).encode()),
-                ],
-                on_delivery=deliveries,
+            if send.size > self.max_message_bytes:
+                raise OutputError(
+                    f"ctx.send to {send.topic}: the message is {send.size} bytes, over the producer's "
+                    f"limit of {self.max_message_bytes}"
+                )
+        topics = {send.topic for send in sends}
+        if self.topics.knows_all(topics):
+            return
+        missing = await asyncio.to_thread(self.topics.missing, topics)
+        if missing:
+            raise OutputError(
+                f"ctx.send: topic {sorted(missing)[0]!r} does not exist; create it first "
+                "(Vigil does not create topics for stream outputs)"
             )
-        deliveries.check(self.producer, "stream outputs")
+
+    def send_and_flush(self, sends: Sequence[StreamSend]) -> dict[str, BaseException]:
+        messages = [
+            Outgoing(
+                send.topic,
+                send.key,
+                send.value,
+                ((EVENT_ID_HEADER, send.event_id.encode()), (TRACE_ID_HEADER, send.trace_id.encode())),
+                tag=send.source_event_id,
+            )
+            for send in sends
+        ]
+        refused = produce_and_flush(self.producer, messages, what="stream outputs")
+        return {
+            str(r.tag): OutputError(f"ctx.send refused by Kafka: {r}", code=r.error.name()) for r in refused
+        }
 
     def dead_letter(self, agent: str, parts: MessageParts, error: BaseException, attempts: int) -> None:
         letter = dead_letter(
@@ -81,9 +125,13 @@ class KafkaOutputs:
             ],
             error=error,
         )
-        deliveries = _Deliveries()
-        send_dead_letter(self.producer, letter, self.dlq_topic, on_delivery=deliveries)
-        deliveries.check(self.producer, "dead letter")
+        refused = produce_and_flush(
+            self.producer,
+            [Outgoing(self.dlq_topic, letter.key, letter.value, letter.headers)],
+            what="dead letter",
+        )
+        if refused:
+            raise OutputError(f"the dead-letter topic refused a letter: {refused[0]}")
 
     def publish_processed(self, agent: str, items: Sequence[Item], result: BatchResult) -> None:
         """Queue one ``vigil.processed-events`` record per event this batch recorded as processed."""

@@ -1,42 +1,50 @@
 """The unit of work: a batch of events, each processed exactly once, in one Postgres transaction.
 
-For a batch of an agent's events:
+One attempt at a batch is a list of steps, each a small method below:
 
-1. ``INSERT … SELECT unnest(ids) ON CONFLICT DO NOTHING RETURNING`` into ``processed_events``: the
-   ids it returns are new; the others are duplicates and nothing runs for them. A concurrent
-   worker inserting the same id waits for this transaction, then sees the conflict.
-2. The handler runs for each new event with a :class:`~agents.context.Context`; the validator
-   checks its output.
-3. The outbox rows and run records are written with ``COPY``, stream outputs are sent and flushed,
-   and the transaction commits. Only then may the caller ack the events.
+1. **claim** — ``INSERT … ON CONFLICT DO NOTHING RETURNING`` into ``processed_events``: the ids it
+   returns are new; the others were processed before and nothing runs for them.
+2. **run** each new event's handler with a :class:`~agents.context.Context`. Its database writes go
+   to a savepoint of its own (:mod:`agents.event_session`), taken only if it touches the session.
+   A handler that raises, or output the validator rejects, rolls back that savepoint and drops that
+   event's collected outputs: its neighbours are not run again.
+3. **send** the stream outputs (``ctx.send``) and wait for the broker's acknowledgement.
+4. **unclaim** the events whose handler failed (they are retried alone, later).
+5. **write** outbox rows, run records, review items and wakeups (``COPY`` where it can).
+6. **commit**. Only then may the caller ack the events.
 
-A handler that raises, or output the validator rejects, must not fail or duplicate its
-neighbours: the transaction is rolled back and the batch redone without that event (its handler's
-writes are gone with the rollback). A failed event is then retried alone with backoff and, when
-its tries are used up, dead-lettered; a rejected one becomes a review item. Database outages roll
-the batch back and wait with backoff until Postgres answers again: nothing is acked meanwhile.
+A failed event is then retried alone with backoff and, when its tries are used up, dead-lettered
+and recorded as processed with a failed run. Errors of Vigil's own database connection or producer
+are the infrastructure's: the batch is rolled back and tried again with backoff, without limit,
+and nothing is acked meanwhile. An error raised by a handler is always the handler's, even a
+``ConnectionError`` from its own HTTP client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from agents import batch_writes
 from agents.api import AgentSpec
 from agents.backoff import backoff_delay
-from agents.context import Context, OutboxRow, Output, StreamSend
+from agents.batch_writes import ReviewRecord, RunRecord
+from agents.context import Context, Output, StreamSend
+from agents.event_session import EventWrites
 from agents.retry import is_infrastructure_error
+from schemas.errors import RetryableError
 from streams.views import EventView, MessageParts
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,54 @@ class Item:
 class Outputs(Protocol):
     """Where a unit of work sends what leaves Kafka-side (implemented over confluent-kafka)."""
 
-    def send_and_flush(self, sends: Sequence[StreamSend], trace_id_of: Callable[[str], str]) -> None: ...
+    async def check_sends(self, sends: Sequence[StreamSend]) -> None:
+        """Raise :class:`~schemas.errors.OutputError` for a send that can never be delivered."""
+        ...
+
+    def send_and_flush(self, sends: Sequence[StreamSend]) -> dict[str, BaseException]:
+        """Send and wait; return the permanent failures by input event id (transient ones raise)."""
+        ...
 
     def dead_letter(self, agent: str, parts: MessageParts, error: BaseException, attempts: int) -> None: ...
+
+
+# -- what happened to one event in one attempt ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    output: Output
+    started: datetime
+    finished: datetime
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    output: Output
+    started: datetime
+    finished: datetime
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: BaseException
+
+
+Outcome = Succeeded | Rejected | Failed
+
+
+@dataclass
+class Attempt:
+    """One transaction's worth of a batch: which ids were claimed and what each handler did."""
+
+    number: int
+    run_ids: dict[str, uuid.UUID]
+    claimed: set[str] = field(default_factory=set)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def of(self, kind: type[Succeeded] | type[Rejected] | type[Failed]) -> list[str]:
+        return [event_id for event_id, outcome in self.outcomes.items() if isinstance(outcome, kind)]
 
 
 @dataclass
@@ -74,36 +127,20 @@ class BatchResult:
         """Ids newly recorded in ``processed_events`` by this batch (for the ledger topic)."""
         return self.succeeded + self.rejected + self.dead_lettered
 
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
-
-
-@dataclass(frozen=True)
-class _Rejected:
-    reason: str
-    output: Output
+    def add(self, attempt: Attempt, items: Sequence[Item]) -> None:
+        self.succeeded += attempt.of(Succeeded)
+        self.rejected += attempt.of(Rejected)
+        self.duplicates += [item.event_id for item in items if item.event_id not in attempt.claimed]
+        committed = attempt.claimed - set(attempt.of(Failed))
+        self.run_ids.update((e, attempt.run_ids[e]) for e in committed)
 
 
-class _Redo(Exception):
-    def __init__(self, event_id: str, why: _Failed | _Rejected) -> None:
-        super().__init__(event_id)
-        self.event_id = event_id
-        self.why = why
+class _SendsRefused(Exception):
+    """The broker refused some events' stream outputs for good: redo the batch without them."""
 
-
-@dataclass
-class _RunRecord:
-    run_id: uuid.UUID
-    event_id: str
-    trigger: str
-    status: str
-    attempt: int
-    started_at: datetime
-    finished_at: datetime
-    error: str | None
-    trace: list[dict[str, Any]]
+    def __init__(self, failures: Mapping[str, BaseException]) -> None:
+        super().__init__(f"{len(failures)} event(s) had their stream outputs refused")
+        self.failures = dict(failures)
 
 
 def _now() -> datetime:
@@ -117,6 +154,10 @@ def _verdict(result: bool | str | None) -> str | None:
     if result is False:
         return "rejected by validator"
     return str(result)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 class UnitOfWork:
@@ -137,304 +178,229 @@ class UnitOfWork:
         self.max_infra_delay = max_infra_delay
         self.retry_base_delay = retry_base_delay
 
+    # -- a batch ---------------------------------------------------------------------------
+
     async def process(self, items: Sequence[Item]) -> BatchResult:
         result = BatchResult()
-        unique: dict[str, Item] = {}
-        for item in items:
-            if item.event_id in unique:
-                result.duplicates.append(item.event_id)
-            else:
-                unique[item.event_id] = item
-        pending = list(unique.values())
+        pending = _first_of_each_id(items, result)
         if not pending:
             return result
-        excluded: dict[str, _Failed | _Rejected] = {}
-        failed = await self._until_committed(pending, excluded, attempt=1, result=result)
-        for item in failed:
-            await self._retry_alone(item, excluded[item.event_id], result)
+        failures = await self._commit_until_done(pending, 1, result)
+        for item in pending:
+            error = failures.get(item.event_id)
+            if error is not None:
+                await self._retry_alone(item, error, result)
         return result
 
-    async def _until_committed(
-        self,
-        pending: list[Item],
-        excluded: dict[str, _Failed | _Rejected],
-        *,
-        attempt: int,
-        result: BatchResult,
-    ) -> list[Item]:
-        """Run the batch until it commits; return the items whose handler failed (not committed)."""
-        infra_attempt = 0
+    async def _commit_until_done(
+        self, items: Sequence[Item], number: int, result: BatchResult
+    ) -> dict[str, BaseException]:
+        """Commit one attempt of ``items``; return the handler failures (not committed)."""
+        refused: dict[str, BaseException] = {}
         while True:
             try:
-                outcome = await self._attempt(pending, excluded, attempt)
-            except _Redo as redo:
-                excluded[redo.event_id] = redo.why
+                attempt = await self._with_infra_retry(lambda: self._commit(items, number, refused), result)
+            except _SendsRefused as exc:
+                # Rare (a topic deleted or authorization revoked after the handler checked it): the
+                # batch is redone without those events, so their neighbours' handlers run again.
+                refused.update(exc.failures)
                 continue
-            except Exception as exc:
-                if not is_infrastructure_error(exc):
-                    raise
-                infra_attempt += 1
-                result.infra_waits += 1
-                delay = backoff_delay(infra_attempt, base=0.2, max_delay=self.max_infra_delay)
-                log.warning(
-                    "agent %s: database or broker unavailable (%s); retrying the batch in %.1fs",
-                    self.spec.name,
-                    type(exc).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            succeeded, duplicates, rejected, failed, run_ids = outcome
-            result.run_ids.update(run_ids)
-            result.succeeded += succeeded
-            result.duplicates += duplicates
-            result.rejected += rejected
-            return failed
+            result.add(attempt, items)
+            return {e: o.error for e, o in attempt.outcomes.items() if isinstance(o, Failed)}
 
-    async def _attempt(
-        self, pending: list[Item], excluded: dict[str, _Failed | _Rejected], attempt: int
-    ) -> tuple[list[str], list[str], list[str], list[Item], dict[str, uuid.UUID]]:
-        agent = self.spec.name
-        succeeded: list[str] = []
-        rejected: list[str] = []
-        failed: list[Item] = []
-        runs: list[_RunRecord] = []
-        outbox: list[tuple[OutboxRow, str, str]] = []
-        sends: list[StreamSend] = []
-        reviews: list[tuple[uuid.UUID, str, uuid.UUID, str, Output]] = []
-        wakeups: list[tuple[str, datetime, dict[str, Any]]] = []
-        trace_ids = {item.event_id: item.view.trace_id for item in pending}
-        run_ids = {item.event_id: uuid.uuid4() for item in pending}
-
+    async def _commit(
+        self, items: Sequence[Item], number: int, refused: Mapping[str, BaseException]
+    ) -> Attempt:
+        attempt = Attempt(number, {item.event_id: uuid.uuid4() for item in items})
         async with self.engine.connect() as conn, conn.begin():
             driver = await _driver(conn)
-            ids = sorted(run_ids)  # one order for every worker: no deadlocks between them
-            cur = await driver.execute(
-                "INSERT INTO vigil.processed_events (agent, event_id, run_id) "
-                "SELECT %s, e, r FROM unnest(%s::text[], %s::uuid[]) AS t(e, r) "
-                "ON CONFLICT DO NOTHING RETURNING event_id",
-                (agent, ids, [run_ids[i] for i in ids]),
-            )
-            new_ids = {row[0] for row in await cur.fetchall()}
-            duplicates = [item.event_id for item in pending if item.event_id not in new_ids]
-
-            session: AsyncSession | None = None
-
-            def session_factory() -> AsyncSession:
-                nonlocal session
-                if session is None:
-                    session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
-                return session
-
-            for item in pending:
-                event_id = item.event_id
-                if event_id not in new_ids:
+            attempt.claimed = await batch_writes.claim(driver, self.spec.name, attempt.run_ids)
+            for item in items:
+                if item.event_id not in attempt.claimed:
                     continue
-                why = excluded.get(event_id)
-                started = _now()
-                if isinstance(why, _Failed):
-                    failed.append(item)
-                    continue
-                if isinstance(why, _Rejected):
-                    rejected.append(event_id)
-                    reviews.append((uuid.uuid4(), event_id, run_ids[event_id], why.reason, why.output))
-                    runs.append(
-                        _RunRecord(
-                            run_ids[event_id],
-                            event_id,
-                            item.parts.topic,
-                            "rejected",
-                            attempt,
-                            started,
-                            _now(),
-                            why.reason,
-                            why.output.trace,
-                        )
-                    )
-                    continue
-                ctx = Context(
-                    agent=agent,
-                    event_id=event_id,
-                    trace_id=item.view.trace_id,
-                    trigger=item.parts.topic,
-                    attempt=attempt,
-                    session_factory=session_factory,
-                )
-                try:
-                    await self.spec.handler(item.view, ctx)
-                    if session is not None:
-                        await session.flush()
-                except Exception as exc:
-                    if is_infrastructure_error(exc):
-                        raise
-                    raise _Redo(event_id, _Failed(exc)) from exc
-                if self.spec.validate is not None:
-                    reason = _verdict(self.spec.validate(item.view, ctx.output))
-                    if reason is not None:
-                        raise _Redo(event_id, _Rejected(reason, ctx.output))
-                succeeded.append(event_id)
-                outbox.extend((row, event_id, item.view.trace_id) for row in ctx.output.outbox)
-                sends.extend(ctx.output.sends)
-                wakeups.extend((w.id, w.at, w.payload) for w in ctx.output.wakeups)
-                runs.append(
-                    _RunRecord(
-                        run_ids[event_id],
-                        event_id,
-                        item.parts.topic,
-                        "succeeded",
-                        attempt,
-                        started,
-                        _now(),
-                        None,
-                        ctx.output.trace,
-                    )
-                )
+                prior = refused.get(item.event_id)
+                outcome = Failed(prior) if prior is not None else await self._run(conn, item, number)
+                attempt.outcomes[item.event_id] = outcome
+            await self._send(attempt)
+            await batch_writes.unclaim(driver, self.spec.name, attempt.of(Failed))
+            await self._write(driver, attempt, items)
+        return attempt
 
-            if session is not None:
-                await session.close()
-            if failed:
-                await driver.execute(
-                    "DELETE FROM vigil.processed_events WHERE agent = %s AND event_id = ANY(%s)",
-                    (agent, [item.event_id for item in failed]),
-                )
-            await _write_rows(driver, agent, runs, outbox, reviews, wakeups)
-            if sends:
-                await asyncio.to_thread(self.outputs.send_and_flush, sends, lambda e: trace_ids.get(e, e))
-        return succeeded, duplicates, rejected, failed, run_ids
+    # -- the steps ---------------------------------------------------------------------------
 
-    async def _retry_alone(self, item: Item, why: _Failed | _Rejected, result: BatchResult) -> None:
+    async def _run(self, conn: AsyncConnection, item: Item, number: int) -> Outcome:
+        """Run one handler in its own savepoint; keep its writes only if it succeeded."""
+        writes = EventWrites(conn)
+        ctx = Context(
+            agent=self.spec.name,
+            event_id=item.event_id,
+            trace_id=item.view.trace_id,
+            trigger=item.parts.topic,
+            attempt=number,
+            writes=writes,
+        )
+        started = _now()
+        try:
+            await self.spec.handler(item.view, ctx)
+            await writes.flush()
+            await self.outputs.check_sends(ctx.output.sends)
+            reason = _verdict(self.spec.validate(item.view, ctx.output)) if self.spec.validate else None
+        except Exception as exc:
+            await _undo(writes, exc)
+            log.info("agent %s: event %s failed: %s", self.spec.name, item.event_id, _describe(exc))
+            return Failed(exc)
+        if reason is not None:
+            await _undo(writes, None)
+            return Rejected(reason, ctx.output, started, _now())
+        await writes.keep()
+        return Succeeded(ctx.output, started, _now())
+
+    async def _send(self, attempt: Attempt) -> None:
+        """Send the stream outputs of the events that succeeded, and wait for the broker."""
+        sends = [s for e in attempt.of(Succeeded) for s in _output(attempt, e).sends]
+        if not sends:
+            return
+        failures = await asyncio.to_thread(self.outputs.send_and_flush, sends)
+        if failures:
+            raise _SendsRefused(failures)
+
+    async def _write(self, driver: Any, attempt: Attempt, items: Sequence[Item]) -> None:
+        """Write outbox rows, run records, review items and wakeups of the attempt."""
+        trigger = {item.event_id: item.parts.topic for item in items}
+        runs: list[RunRecord] = []
+        reviews: list[ReviewRecord] = []
+        outbox = []
+        wakeups = []
+        for event_id, outcome in attempt.outcomes.items():
+            run_id = attempt.run_ids[event_id]
+            if isinstance(outcome, Succeeded):
+                outbox += [(row, event_id) for row in outcome.output.outbox]
+                wakeups += outcome.output.wakeups
+                runs.append(_run_record(run_id, event_id, trigger[event_id], "succeeded", attempt, outcome))
+            elif isinstance(outcome, Rejected):
+                reviews.append(
+                    ReviewRecord(uuid.uuid4(), event_id, run_id, outcome.reason, outcome.output.outbox)
+                )
+                runs.append(_run_record(run_id, event_id, trigger[event_id], "rejected", attempt, outcome))
+        await batch_writes.write_outbox(driver, outbox)
+        await batch_writes.write_runs(driver, self.spec.name, runs)
+        await batch_writes.write_reviews(driver, self.spec.name, reviews)
+        await batch_writes.write_wakeups(driver, wakeups)
+
+    # -- failures ----------------------------------------------------------------------------
+
+    async def _retry_alone(self, item: Item, error: BaseException, result: BatchResult) -> None:
         """Try a failed event alone, with backoff, until it commits or its tries are used up."""
-        error: BaseException = why.error if isinstance(why, _Failed) else RuntimeError("rejected")
-        for attempt in range(2, self.spec.retries + 1):
-            await asyncio.sleep(backoff_delay(attempt - 1, base=self.retry_base_delay))
-            excluded: dict[str, _Failed | _Rejected] = {}
-            partial = BatchResult()
-            failed = await self._until_committed([item], excluded, attempt=attempt, result=partial)
-            result.succeeded += partial.succeeded
-            result.duplicates += partial.duplicates
-            result.rejected += partial.rejected
-            result.infra_waits += partial.infra_waits
-            result.run_ids.update(partial.run_ids)
-            if not failed:
+        for number in range(2, self.spec.retries + 1):
+            await asyncio.sleep(backoff_delay(number - 1, base=self.retry_base_delay))
+            failures = await self._commit_until_done([item], number, result)
+            if item.event_id not in failures:
                 return
-            last = excluded[item.event_id]
-            if isinstance(last, _Failed):
-                error = last.error
+            error = failures[item.event_id]
         await self._dead_letter(item, error, result)
 
     async def _dead_letter(self, item: Item, error: BaseException, result: BatchResult) -> None:
         """Send the event to the DLQ, then record it processed with a failed run (in that order)."""
         attempts = self.spec.retries
         await asyncio.to_thread(self.outputs.dead_letter, self.spec.name, item.parts, error, attempts)
-        infra_attempt = 0
+        run_id = uuid.uuid4()
+
+        async def record() -> bool:
+            async with self.engine.connect() as conn, conn.begin():
+                driver = await _driver(conn)
+                if not await batch_writes.claim(driver, self.spec.name, {item.event_id: run_id}):
+                    return False
+                now = _now()
+                failed = RunRecord(
+                    run_id,
+                    item.event_id,
+                    item.parts.topic,
+                    "failed",
+                    attempts,
+                    now,
+                    now,
+                    _describe(error),
+                    [],
+                )
+                await batch_writes.write_runs(driver, self.spec.name, [failed])
+            return True
+
+        if await self._with_infra_retry(record, result):
+            result.dead_lettered.append(item.event_id)
+            result.run_ids[item.event_id] = run_id
+        else:
+            result.duplicates.append(item.event_id)
+
+    async def _with_infra_retry(self, work: Callable[[], Awaitable[T]], result: BatchResult) -> T:
+        """Run ``work`` until it does not fail for the infrastructure's reasons (backoff between)."""
+        waits = 0
         while True:
             try:
-                async with self.engine.connect() as conn, conn.begin():
-                    driver = await _driver(conn)
-                    run_id = uuid.uuid4()
-                    cur = await driver.execute(
-                        "INSERT INTO vigil.processed_events (agent, event_id, run_id) VALUES (%s, %s, %s) "
-                        "ON CONFLICT DO NOTHING RETURNING event_id",
-                        (self.spec.name, item.event_id, run_id),
-                    )
-                    if await cur.fetchone() is None:
-                        result.duplicates.append(item.event_id)
-                        return
-                    now = _now()
-                    record = _RunRecord(
-                        run_id,
-                        item.event_id,
-                        item.parts.topic,
-                        "failed",
-                        attempts,
-                        now,
-                        now,
-                        f"{type(error).__name__}: {error}",
-                        [],
-                    )
-                    await _write_rows(driver, self.spec.name, [record], [], [], [])
-                result.dead_lettered.append(item.event_id)
-                result.run_ids[item.event_id] = run_id
-                return
+                return await work()
             except Exception as exc:
                 if not is_infrastructure_error(exc):
                     raise
-                infra_attempt += 1
+                waits += 1
                 result.infra_waits += 1
-                await asyncio.sleep(backoff_delay(infra_attempt, base=0.2, max_delay=self.max_infra_delay))
+                delay = backoff_delay(waits, base=0.2, max_delay=self.max_infra_delay)
+                log.warning(
+                    "agent %s: database or broker unavailable (%s); retrying the batch in %.1fs",
+                    self.spec.name,
+                    _describe(exc),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+
+def _first_of_each_id(items: Sequence[Item], result: BatchResult) -> list[Item]:
+    """The batch without repeats of an id (a message delivered twice in one batch)."""
+    unique: dict[str, Item] = {}
+    for item in items:
+        if item.event_id in unique:
+            result.duplicates.append(item.event_id)
+        else:
+            unique[item.event_id] = item
+    return list(unique.values())
+
+
+async def _undo(writes: EventWrites, cause: BaseException | None) -> None:
+    """Roll back an event's savepoint. If even that fails, Vigil's own connection is broken: that is
+    the infrastructure's failure (the whole batch is retried), whatever the handler raised."""
+    try:
+        await writes.discard()
+    except Exception as exc:
+        raise RetryableError(f"the batch's database connection failed: {_describe(exc)}") from (cause or exc)
+
+
+def _output(attempt: Attempt, event_id: str) -> Output:
+    outcome = attempt.outcomes[event_id]
+    assert isinstance(outcome, Succeeded | Rejected)
+    return outcome.output
+
+
+def _run_record(
+    run_id: uuid.UUID,
+    event_id: str,
+    trigger: str,
+    status: str,
+    attempt: Attempt,
+    outcome: Succeeded | Rejected,
+) -> RunRecord:
+    error = outcome.reason if isinstance(outcome, Rejected) else None
+    return RunRecord(
+        run_id,
+        event_id,
+        trigger,
+        status,
+        attempt.number,
+        outcome.started,
+        outcome.finished,
+        error,
+        outcome.output.trace,
+    )
 
 
 async def _driver(conn: AsyncConnection) -> Any:
     """The psycopg ``AsyncConnection`` under a SQLAlchemy connection (for COPY and unnest)."""
     raw = await conn.get_raw_connection()
     return raw.driver_connection
-
-
-async def _write_rows(
-    driver: Any,
-    agent: str,
-    runs: list[_RunRecord],
-    outbox: list[tuple[OutboxRow, str, str]],
-    reviews: list[tuple[uuid.UUID, str, uuid.UUID, str, Output]],
-    wakeups: list[tuple[str, datetime, dict[str, Any]]],
-) -> None:
-    async with driver.cursor() as cur:
-        if outbox:
-            async with cur.copy(
-                "COPY vigil.outbox (id, aggregatetype, aggregateid, type, payload, source_event_id, trace_id) "
-                "FROM STDIN"
-            ) as copy:
-                for row, event_id, trace_id in outbox:
-                    await copy.write_row(
-                        (
-                            row.id,
-                            row.aggregatetype,
-                            row.aggregateid,
-                            row.type,
-                            json.dumps(row.payload),
-                            event_id,
-                            trace_id,
-                        )
-                    )
-        if runs:
-            async with cur.copy(
-                "COPY vigil.runs (run_id, agent, event_id, trigger, status, attempt, started_at, finished_at, "
-                "error, trace) FROM STDIN"
-            ) as copy:
-                for run in runs:
-                    await copy.write_row(
-                        (
-                            run.run_id,
-                            agent,
-                            run.event_id,
-                            run.trigger,
-                            run.status,
-                            run.attempt,
-                            run.started_at,
-                            run.finished_at,
-                            run.error,
-                            json.dumps(run.trace, default=str),
-                        )
-                    )
-        for review_id, event_id, run_id, reason, output in reviews:
-            proposed = [
-                {
-                    "id": str(r.id),
-                    "aggregatetype": r.aggregatetype,
-                    "aggregateid": r.aggregateid,
-                    "type": r.type,
-                    "payload": r.payload,
-                }
-                for r in output.outbox
-            ]
-            await cur.execute(
-                "INSERT INTO vigil.reviews (id, agent, event_id, run_id, reason, proposed) "
-                "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
-                (review_id, agent, event_id, run_id, reason, json.dumps(proposed, default=str)),
-            )
-        for wake_id, at, payload in wakeups:
-            await cur.execute(
-                "INSERT INTO vigil.schedules (id, kind, expression, payload, next_fire_at) "
-                "VALUES (%s, 'wakeup', %s, %s::jsonb, %s) ON CONFLICT (id) DO NOTHING",
-                (wake_id, at.isoformat(), json.dumps(payload, default=str), at),
-            )

@@ -51,3 +51,12 @@ class DecodeError(PoisonError):
 
 class EncodeError(VigilError):
     """A record that does not match its schema (a bug in the producing code, not poison)."""
+
+
+class OutputError(VigilError):
+    """Output a handler asked for that can never be written (a payload JSON cannot hold, a topic
+    name Kafka refuses, a message over the size limit): the event's failure, never the worker's."""
+
+
+class HandlerContractError(VigilError):
+    """A handler did something the unit of work owns (committing or rolling back its transaction)."""

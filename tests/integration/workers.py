@@ -31,6 +31,7 @@ def start_worker(
     module: str = "tests.integration.agentmods.recorder",
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    create_business_tables(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(
         {
@@ -68,6 +69,24 @@ def start_sink(
     argv += ["--topic", topic, "--group", group]
     with (logdir / "sink.log").open("ab") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def create_business_tables(database_url: str) -> None:
+    """The tables the recorder agent writes its business rows to (idempotent)."""
+    from tests.integration.agentmods.recorder import BUSINESS_TABLES
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(BUSINESS_TABLES)
+
+
+def handler_calls(calls_file: Path) -> dict[str, list[int]]:
+    """The attempts of every handler invocation, by event id, from the recorder's calls file."""
+    calls: dict[str, list[int]] = {}
+    if calls_file.exists():
+        for line in calls_file.read_text().splitlines():
+            event_id, attempt, _pid = line.split()
+            calls.setdefault(event_id, []).append(int(attempt))
+    return calls
 
 
 def rows(database_url: str, sql: str, *params: object) -> list[object]:
@@ -134,14 +153,34 @@ def wait_until(
 
 
 def assert_exactly_once(database_url: str, agent: str, expected: int) -> None:
-    """processed_events, outbox and succeeded runs each hold exactly ``expected`` distinct events."""
-    processed = scalar(database_url, "SELECT count(*) FROM vigil.processed_events WHERE agent = %s", agent)
-    outbox = scalar(database_url, "SELECT count(*) FROM vigil.outbox")
-    distinct_outbox = scalar(database_url, "SELECT count(DISTINCT aggregateid) FROM vigil.outbox")
-    runs = scalar(
-        database_url, "SELECT count(*) FROM vigil.runs WHERE agent = %s AND status = 'succeeded'", agent
-    )
-    assert (processed, outbox, distinct_outbox, runs) == (expected, expected, expected, expected)
+    """Each of ``expected`` events has exactly one of everything: processed row, succeeded run, outbox
+    row, and the business rows the recorder wrote through ``ctx.session`` (Core and ORM).
+
+    Counts and distinct counts are compared, so a duplicate shows as well as a loss, and the business
+    rows must belong to exactly the processed events.
+    """
+    processed = set(rows(database_url, "SELECT event_id FROM vigil.processed_events WHERE agent = %s", agent))
+    counts = {
+        "processed": scalar(
+            database_url, "SELECT count(*) FROM vigil.processed_events WHERE agent = %s", agent
+        ),
+        "succeeded runs": scalar(
+            database_url, "SELECT count(*) FROM vigil.runs WHERE agent = %s AND status = 'succeeded'", agent
+        ),
+        "outbox": scalar(database_url, "SELECT count(*) FROM vigil.outbox"),
+        "distinct outbox keys": scalar(database_url, "SELECT count(DISTINCT aggregateid) FROM vigil.outbox"),
+        "core rows": scalar(database_url, "SELECT count(*) FROM public.effects_core"),
+        "distinct core events": scalar(
+            database_url, "SELECT count(DISTINCT event_id) FROM public.effects_core"
+        ),
+        "orm rows": scalar(database_url, "SELECT count(*) FROM public.effects_orm"),
+        "distinct orm events": scalar(
+            database_url, "SELECT count(DISTINCT event_id) FROM public.effects_orm"
+        ),
+    }
+    assert counts == dict.fromkeys(counts, expected), counts
+    assert set(rows(database_url, "SELECT event_id FROM public.effects_core")) == processed
+    assert set(rows(database_url, "SELECT event_id FROM public.effects_orm")) == processed
 
 
 def read_dlq(stack: Settings, agent: str, expected: int, timeout: float = 60.0) -> list[dict[str, str]]:

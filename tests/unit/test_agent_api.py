@@ -55,9 +55,7 @@ def test_two_agents_with_one_name_are_refused() -> None:
 
 
 def _ctx(event_id: str = "e1") -> Context:
-    return Context(
-        agent="a", event_id=event_id, trace_id="t", trigger="topic", attempt=1, session_factory=None
-    )
+    return Context(agent="a", event_id=event_id, trace_id="t", trigger="topic", attempt=1)
 
 
 def test_outputs_get_ids_derived_from_the_input() -> None:

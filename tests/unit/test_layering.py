@@ -33,6 +33,7 @@ PURE_MODULES = [
     "streams/catalog.py",
     "streams/views.py",
     "streams/eventids.py",
+    "streams/naming.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
@@ -70,6 +71,40 @@ def test_imports_point_down(package: str, path: Path) -> None:
         )
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported when ``path`` is imported (its top-level statements: not lazy imports inside
+    functions, not ``TYPE_CHECKING`` blocks)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _loaded_with(relpath: str) -> set[str]:
+    """Every module that importing ``relpath`` loads, following Vigil's own modules."""
+    seen: set[str] = set()
+    todo = [relpath]
+    loaded: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name in _top_level_imports(ROOT / current):
+            loaded.add(name.split(".")[0])
+            if name.split(".")[0] in FLOOR:
+                candidate = name.replace(".", "/") + ".py"
+                if (ROOT / candidate).exists():
+                    todo.append(candidate)
+    return loaded
+
+
 @pytest.mark.parametrize("relpath", PURE_MODULES)
 def test_pure_modules_import_no_io_client(relpath: str) -> None:
     assert not (_imports(ROOT / relpath) & IO_CLIENTS), relpath
+    # nor does anything of Vigil's they import, at import time
+    assert not (_loaded_with(relpath) & IO_CLIENTS), relpath

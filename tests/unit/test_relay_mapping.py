@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import uuid
 from pathlib import Path
@@ -102,38 +101,3 @@ def test_header_helpers_accept_both_client_shapes() -> None:
     assert header_list(None) == []
     assert header([("a", b"1"), ("a", b"2")], "a") == "2"
     assert header([("a", b"\xff")], "a") is None
-
-
-PURE = [
-    "agents/outbox_mapping.py",
-    "agents/backoff.py",
-    "agents/prune_policy.py",
-    "agents/sinks/decisions.py",
-    "agents/sinks/requests.py",
-]
-IO_CLIENTS = {"confluent_kafka", "faust", "aiokafka", "psycopg", "sqlalchemy", "httpx", "mode", "socket"}
-
-
-@pytest.mark.parametrize("relpath", PURE)
-def test_pure_modules_import_no_io_client(relpath: str) -> None:
-    tree = ast.parse((ROOT / relpath).read_text())
-    names = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
-        node.module.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-    }
-    assert not names & IO_CLIENTS
-    # and what they import from Vigil is pure too
-    vigil = {
-        node.module
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-        and node.module
-        and node.module.split(".")[0] in {"agents", "streams"}
-    }
-    assert vigil <= {"agents.outbox_mapping", "agents.backoff", "streams.catalog", "agents.sinks.decisions"}

@@ -1,0 +1,169 @@
+"""The SQL of a unit of work: claiming event ids, and writing what the handlers asked for.
+
+Each function is one statement (or one ``COPY``) on the batch's psycopg connection, so the unit of
+work reads as a list of steps. Nothing here commits: the caller's transaction does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agents.context import Wakeup
+from agents.outbox_mapping import OutboxRow, dumps_payload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``vigil.runs``."""
+
+    run_id: uuid.UUID
+    event_id: str
+    trigger: str
+    status: str
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    error: str | None
+    trace: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One row of ``vigil.reviews``: output a validator rejected, waiting for a person."""
+
+    review_id: uuid.UUID
+    event_id: str
+    run_id: uuid.UUID
+    reason: str
+    proposed: Sequence[OutboxRow]
+
+
+async def claim(driver: Any, agent: str, run_ids: dict[str, uuid.UUID]) -> set[str]:
+    """Insert the events' ``processed_events`` rows; return the ids that were new.
+
+    Ids are inserted sorted: every worker locks them in one order, so two workers claiming
+    overlapping batches wait for each other instead of deadlocking. A concurrent worker's claim
+    of the same id waits for this transaction, then sees the conflict.
+    """
+    ids = sorted(run_ids)
+    cur = await driver.execute(
+        "INSERT INTO vigil.processed_events (agent, event_id, run_id) "
+        "SELECT %s, e, r FROM unnest(%s::text[], %s::uuid[]) AS t(e, r) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        (agent, ids, [run_ids[i] for i in ids]),
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def unclaim(driver: Any, agent: str, event_ids: Sequence[str]) -> None:
+    """Take back the claims of events that will be retried (their handler failed)."""
+    if event_ids:
+        await driver.execute(
+            "DELETE FROM vigil.processed_events WHERE agent = %s AND event_id = ANY(%s)",
+            (agent, list(event_ids)),
+        )
+
+
+_OUTBOX_COLUMNS = "id, aggregatetype, aggregateid, type, payload, source_event_id, trace_id"
+
+
+def _outbox_tuple(row: OutboxRow, event_id: str) -> tuple[Any, ...]:
+    payload = row.payload_json if row.payload_json is not None else dumps_payload(row.payload)
+    return (row.id, row.aggregatetype, row.aggregateid, row.type, payload, event_id, row.trace_id)
+
+
+async def write_outbox(driver: Any, rows: Sequence[tuple[OutboxRow, str]]) -> None:
+    """Insert outbox rows (with the id of the event that made each).
+
+    ``COPY`` is the fast path. An id that is already there means this exact side effect was written
+    before: an event processed again after its dedup window (its ``processed_events`` row pruned,
+    its outbox row not yet). That copy is skipped, not an error, so the worker never stalls on it.
+    """
+    if not rows:
+        return
+    try:
+        async with driver.transaction():  # a savepoint: a conflict undoes only the COPY
+            await _copy_outbox(driver, rows)
+        return
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != "23505":  # unique_violation
+            raise
+        conflict = exc
+    log.warning("outbox ids already present (%s); inserting the others only", conflict)
+    tuples = [_outbox_tuple(row, event_id) for row, event_id in rows]
+    columns = list(zip(*tuples, strict=True))
+    await driver.execute(
+        f"INSERT INTO vigil.outbox ({_OUTBOX_COLUMNS}) "
+        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[], "
+        "%s::text[]) ON CONFLICT (id) DO NOTHING",
+        [list(c) for c in columns],
+    )
+
+
+async def _copy_outbox(driver: Any, rows: Sequence[tuple[OutboxRow, str]]) -> None:
+    async with driver.cursor() as cur, cur.copy(f"COPY vigil.outbox ({_OUTBOX_COLUMNS}) FROM STDIN") as copy:
+        for row, event_id in rows:
+            await copy.write_row(_outbox_tuple(row, event_id))
+
+
+async def write_runs(driver: Any, agent: str, runs: Sequence[RunRecord]) -> None:
+    if not runs:
+        return
+    async with (
+        driver.cursor() as cur,
+        cur.copy(
+            "COPY vigil.runs (run_id, agent, event_id, trigger, status, attempt, started_at, finished_at, "
+            "error, trace) FROM STDIN"
+        ) as copy,
+    ):
+        for run in runs:
+            await copy.write_row(
+                (
+                    run.run_id,
+                    agent,
+                    run.event_id,
+                    run.trigger,
+                    run.status,
+                    run.attempt,
+                    run.started_at,
+                    run.finished_at,
+                    run.error,
+                    json.dumps(run.trace, default=str),
+                )
+            )
+
+
+async def write_reviews(driver: Any, agent: str, reviews: Sequence[ReviewRecord]) -> None:
+    for review in reviews:
+        proposed = [
+            {
+                "id": str(r.id),
+                "aggregatetype": r.aggregatetype,
+                "aggregateid": r.aggregateid,
+                "type": r.type,
+                "payload": json.loads(r.payload_json) if r.payload_json is not None else r.payload,
+            }
+            for r in review.proposed
+        ]
+        await driver.execute(
+            "INSERT INTO vigil.reviews (id, agent, event_id, run_id, reason, proposed) "
+            "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+            (review.review_id, agent, review.event_id, review.run_id, review.reason, dumps_payload(proposed)),
+        )
+
+
+async def write_wakeups(driver: Any, wakeups: Sequence[Wakeup]) -> None:
+    for wakeup in wakeups:
+        await driver.execute(
+            "INSERT INTO vigil.schedules (id, kind, expression, payload, next_fire_at) "
+            "VALUES (%s, 'wakeup', %s, %s::jsonb, %s) ON CONFLICT (id) DO NOTHING",
+            (wakeup.id, wakeup.at.isoformat(), json.dumps(wakeup.payload, default=str), wakeup.at),
+        )

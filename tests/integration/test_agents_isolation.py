@@ -1,0 +1,141 @@
+"""One event's failure stays its own: handlers' writes commit with their event, neighbours never re-run,
+bad output is the event's failure (real worker processes, Postgres and the broker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streams.kafka import make_consumer
+from streams.settings import Settings
+from tests.integration.workers import (
+    handler_calls,
+    produce_events,
+    read_dlq,
+    rows,
+    scalar,
+    start_worker,
+    stop,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _processed(database_url: str) -> int:
+    return scalar(database_url, "SELECT count(*) FROM vigil.processed_events")
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_event_never_reruns_its_neighbours_and_keeps_no_writes(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("neighbours", partitions=2)
+    total = 1000
+    failing = {f"evt-{n}" for n in range(total) if n % 100 == 42}
+    produce_events(
+        stack, topic, [(f"evt-{n}", {"n": n, "fail": f"evt-{n}" in failing}) for n in range(total)]
+    )
+    calls_file = tmp_path / "calls.txt"
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_TEST_CALLS_FILE": str(calls_file)},
+    )
+    try:
+        wait_until(lambda: _processed(fresh_database) >= total, 180, f"{total} processed events", worker, log)
+    finally:
+        stop(worker)
+    calls = handler_calls(calls_file)
+    healthy = {f"evt-{n}" for n in range(total)} - failing
+    # Exactly one invocation per attempt of its own: healthy events once, failing ones once per try.
+    assert {e: calls.get(e) for e in healthy} == {e: [1] for e in healthy}
+    assert {e: sorted(calls[e]) for e in failing} == {e: [1, 2, 3] for e in failing}
+    # The failing handlers wrote before raising: their savepoints were rolled back, nobody else's.
+    core = rows(fresh_database, "SELECT event_id FROM public.effects_core")
+    orm = rows(fresh_database, "SELECT event_id FROM public.effects_orm")
+    assert sorted(core) == sorted(healthy) and sorted(orm) == sorted(healthy)
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.runs WHERE status = 'failed'") == len(failing)
+    assert {d["vigil-event-id"] for d in read_dlq(stack, unique, len(failing))} == failing
+
+
+BAD_KINDS = {
+    "payload": "not JSON-serializable",
+    "aggregatetype": "valid outbox topic",
+    "send_unknown": "does not exist",
+    "send_large": "over the producer's limit",
+    "validator_raises": "validator itself is broken",
+    "connection_error": "could not connect",
+}
+
+
+@pytest.mark.timeout(300)
+def test_bad_output_is_the_events_failure_and_the_worker_goes_on(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("bad-output", partitions=2)
+    send_topic = make_topic("sent", partitions=1)
+    kinds = sorted(BAD_KINDS)
+    total = 300
+    bad = {f"evt-{n}": kinds[n // 10 % len(kinds)] for n in range(total) if n % 10 == 3}
+    events = [(f"evt-{n}", {"n": n, "bad": bad.get(f"evt-{n}"), "send": True}) for n in range(total)]
+    produce_events(stack, topic, events)
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_TEST_SEND_TOPIC": send_topic},
+    )
+    try:
+        wait_until(lambda: _processed(fresh_database) >= total, 180, f"{total} processed events", worker, log)
+        assert worker.poll() is None, "the worker must go on"
+    finally:
+        stop(worker)
+    good = total - len(bad)
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.runs WHERE status = 'succeeded'") == good
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.runs WHERE status = 'failed'") == len(bad)
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.outbox") == good
+    # Datetimes and decimals in a payload are encoded as JSON encoders usually do.
+    payload = rows(fresh_database, "SELECT payload FROM vigil.outbox LIMIT 1")[0]
+    assert (
+        isinstance(payload, dict)
+        and payload["at"].startswith("2026-01-01T00:00:00")
+        and payload["amount"] == "1.10"
+    )
+    dead = {d["vigil-event-id"]: d["vigil-error"] for d in read_dlq(stack, unique, len(bad))}
+    assert dead.keys() == bad.keys()
+    for event_id, kind in bad.items():
+        assert BAD_KINDS[kind] in dead[event_id], (kind, dead[event_id])
+    # Stream outputs of the good events arrived, each with its input's trace id.
+    sent = _read_all(stack, send_topic, good)
+    assert len(sent) == good
+    assert all(h["vigil-trace-id"] == f"evt-{int(v)}" for v, h in sent)
+
+
+def _read_all(stack: Settings, topic: str, expected: int) -> list[tuple[bytes, dict[str, str]]]:
+    consumer = make_consumer(stack, f"reader-{topic}")
+    consumer.subscribe([topic])
+    found: list[tuple[bytes, dict[str, str]]] = []
+    try:
+        wait_until(lambda: _poll_into(consumer, found) >= expected, 60, f"{expected} messages on {topic}")
+    finally:
+        consumer.close()
+    return found
+
+
+def _poll_into(consumer: object, found: list[tuple[bytes, dict[str, str]]]) -> int:
+    for msg in consumer.consume(500, timeout=0.5):  # type: ignore[attr-defined]
+        if msg.error() is None:
+            found.append((msg.value(), {k: (v or b"").decode() for k, v in msg.headers() or []}))
+    return len(found)
