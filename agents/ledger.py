@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
+from streams import headers
 from streams.catalog import PROCESSED_EVENTS
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,13 @@ class ProcessedTable:
 
 
 class LedgerReader(threading.Thread):
-    """Reads ``vigil.processed-events`` from the beginning into a :class:`ProcessedTable`, then follows it."""
+    """Reads ``vigil.processed-events`` from the beginning into a :class:`ProcessedTable`, then follows it.
+
+    Only records committed in this worker's own database count (their ``vigil-installation`` header
+    is ``installation``): two deployments sharing a Kafka cluster, or a database restored from a
+    backup and given a new id, never skip an event on the word of another database. Records without
+    the header (written before it existed) are not trusted either: Postgres answers for them.
+    """
 
     def __init__(
         self,
@@ -60,14 +67,19 @@ class LedgerReader(threading.Thread):
         table: ProcessedTable,
         topic: str = PROCESSED_EVENTS,
         *,
+        installation: str,
         retention_s: float | None = None,
     ) -> None:
         super().__init__(name="vigil-ledger-reader", daemon=True)
         self.consumer = consumer
         self.table = table
         self.topic = topic
+        self.installation = installation.encode()
         self.retention_s = retention_s
         self._halt = threading.Event()
+        #: Set once every partition was read to its end (with ``enable.partition.eof``).
+        self.caught_up = threading.Event()
+        self.ignored = 0
 
     def _start_positions(self, partitions: Iterable[int]) -> list[TopicPartition]:
         """Where to start reading: records younger than the retention (older ones may be pruned from
@@ -97,13 +109,25 @@ class LedgerReader(threading.Thread):
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
             since_ms = int((time.time() - self.retention_s) * 1000) if self.retention_s is not None else 0
             self.consumer.assign(self._start_positions(partitions))
+            at_end: set[int] = set()
+            if not partitions:
+                self.caught_up.set()
             while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
                 keys = []
                 for msg in batch:
                     error = msg.error()
                     if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(msg.partition() or 0)
+                            if len(at_end) == len(partitions) and not self.caught_up.is_set():
+                                self.caught_up.set()
+                                log.info(
+                                    "ledger caught up: %d keys known, %d records of other databases ignored",
+                                    len(self.table),
+                                    self.ignored,
+                                )
+                        else:
                             log.debug("ledger reader: %s", error)
                         continue
                     key = msg.key()
@@ -111,8 +135,12 @@ class LedgerReader(threading.Thread):
                     # (the embedded tansu broker does).
                     if since_ms and msg.timestamp()[1] < since_ms:
                         continue
-                    if key is not None and msg.value() is not None:
-                        keys.append(key.decode("utf-8", errors="replace"))
+                    if key is None or msg.value() is None:
+                        continue
+                    if _header(msg.headers(), headers.INSTALLATION) != self.installation:
+                        self.ignored += 1
+                        continue
+                    keys.append(key.decode("utf-8", errors="replace"))
                 if keys:
                     self.table.add_keys(keys)
         except Exception:  # the table is an accelerator: losing it costs speed, never correctness
@@ -122,3 +150,11 @@ class LedgerReader(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+def _header(pairs: object, name: str) -> bytes | None:
+    """A header's value from confluent-kafka's list of (name, value) pairs."""
+    for key, value in pairs if isinstance(pairs, list) else ():
+        if key == name:
+            return value if isinstance(value, bytes) else None
+    return None

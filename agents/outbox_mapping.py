@@ -22,13 +22,14 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.errors import DecodeError, OutputError
+from streams import headers
 from streams.catalog import outbox_topic
 from streams.naming import topic_name_problem
 
-ID_HEADER = "id"
-EVENT_ID_HEADER = "vigil-event-id"
-TRACE_ID_HEADER = "vigil-trace-id"
-TYPE_HEADER = "type"
+ID_HEADER = headers.OUTBOX_ID
+EVENT_ID_HEADER = headers.EVENT_ID
+TRACE_ID_HEADER = headers.TRACE_ID
+TYPE_HEADER = headers.OUTBOX_TYPE
 
 #: Headers as confluent-kafka hands them over: a list of (name, bytes or None).
 Headers = Sequence[tuple[str, bytes | None]]

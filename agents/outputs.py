@@ -20,6 +20,7 @@ from agents.context import StreamSend
 from agents.unit_of_work import BatchResult, Item
 from schemas.codec import Codec
 from schemas.errors import OutputError
+from streams import headers
 from streams.catalog import DLQ, PROCESSED_EVENTS
 from streams.deadletter import dead_letter
 from streams.produce import Outgoing, produce_and_flush
@@ -120,8 +121,8 @@ class KafkaOutputs:
             value=parts.value,
             headers=[
                 *parts.headers.items(),
-                ("vigil-agent", agent.encode()),
-                ("vigil-attempts", str(attempts).encode()),
+                (headers.AGENT, agent.encode()),
+                (headers.ATTEMPTS, str(attempts).encode()),
             ],
             error=error,
         )
@@ -153,6 +154,7 @@ class KafkaOutputs:
                 "source_topic": item.parts.topic,
                 "source_partition": item.parts.partition,
                 "source_offset": item.parts.offset,
+                "installation": self.installation,
             }
             self.producer.produce(
                 PROCESSED_EVENTS,
@@ -161,6 +163,7 @@ class KafkaOutputs:
                 headers=[
                     (EVENT_ID_HEADER, item.event_id.encode()),
                     (TRACE_ID_HEADER, item.view.trace_id.encode()),
+                    (headers.INSTALLATION, self.installation.encode()),
                 ],
             )
         self.producer.poll(0)

@@ -20,7 +20,7 @@ import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
-from agents.db import as_engine, async_engine
+from agents.db import as_engine, async_engine, installation_id
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.outputs import KafkaOutputs
 from agents.prune import prune_processed_events
@@ -55,19 +55,28 @@ class WorkerRuntime:
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
         engine = async_engine(settings.require_database_url())
+        installation = installation_id(settings.require_database_url())
         producer = make_producer(settings, **{"linger.ms": 2})
         codec = Codec.from_registry_url(settings.schema_registry_url)
         table = ProcessedTable()
         ledger = None
         if read_ledger:
             consumer = make_consumer(
-                settings, f"{settings.app_id}-ledger-reader", **{"enable.auto.commit": False}
+                settings,
+                f"{settings.app_id}-ledger-reader",
+                **{"enable.auto.commit": False, "enable.partition.eof": True},
             )
-            ledger = LedgerReader(consumer, table, retention_s=settings.processed_retention_days * 86400)
+            ledger = LedgerReader(
+                consumer,
+                table,
+                installation=installation,
+                retention_s=settings.processed_retention_days * 86400,
+            )
         relay = None
         if settings.outbox_relay:
             relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
-        return cls(settings, engine, KafkaOutputs(producer, codec), table, ledger, relay)
+        outputs = KafkaOutputs(producer, codec, installation=installation)
+        return cls(settings, engine, outputs, table, ledger, relay)
 
     def start(self) -> None:
         if self.ledger is not None:

@@ -24,11 +24,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streams import headers
 from streams.catalog import OUTBOX_PREFIX
 from streams.eventids import cdc_event_id, is_snapshot, key_digest
 
-EVENT_ID_HEADER = "vigil-event-id"
-TRACE_ID_HEADER = "vigil-trace-id"
+EVENT_ID_HEADER = headers.EVENT_ID
+TRACE_ID_HEADER = headers.TRACE_ID
 #: The header in which the Outbox Event Router puts the outbox row's id.
 OUTBOX_ID_HEADER = "id"
 _MAX_PENDING_DELETES = 10_000

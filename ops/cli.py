@@ -141,6 +141,13 @@ def db_upgrade() -> None:
     commands.db_upgrade(settings(), console)
 
 
+@db_app.command("new-identity")
+def db_new_identity() -> None:
+    """Give the database a new installation id (after restoring it from a backup): the ledger topic's
+    records of events processed after the backup no longer make workers skip those events."""
+    commands.db_new_identity(settings(), console)
+
+
 # -- inspection -------------------------------------------------------------------------
 
 

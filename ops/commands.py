@@ -6,6 +6,7 @@ import shutil
 
 from rich.console import Console
 
+from agents.db import installation_id, new_installation_id
 from ops import migrations
 from ops.output import print_json, print_table
 from ops.services import stack
@@ -71,6 +72,17 @@ def db_upgrade(settings: Settings, console: Console) -> None:
     resolved = stack.attach(settings) if settings.uses_embedded_postgres else settings
     revision = migrations.upgrade(resolved.require_database_url())
     console.print(f"database schema vigil at revision {revision}")
+
+
+def db_new_identity(settings: Settings, console: Console) -> None:
+    resolved = stack.attach(settings) if settings.uses_embedded_postgres else settings
+    url = resolved.require_database_url()
+    old = installation_id(url)
+    new = new_installation_id(url)
+    console.print(
+        f"installation id {old} -> {new}: ledger records written before now are ignored; "
+        "events not in processed_events will be processed"
+    )
 
 
 def inspect_topics(settings: Settings, console: Console, *, as_json: bool) -> None:

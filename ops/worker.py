@@ -18,6 +18,9 @@ from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+#: Vigil's own loggers: ``VIGIL_LOG_LEVEL`` applies to these, the libraries stay at warnings.
+VIGIL_PACKAGES = ("schemas", "streams", "agents", "connectors", "ops")
+
 
 def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[AgentSpec]]:
     """Start or attach the stack, migrate, load the agents and create every topic they need."""
@@ -34,6 +37,8 @@ def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[
 def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     """Run the worker in the foreground until SIGTERM or Ctrl-C."""
     resolved, specs = prepare(settings, modules)
+    for package in VIGIL_PACKAGES:
+        logging.getLogger(package).setLevel(resolved.log_level.upper())
     runtime = WorkerRuntime.create(resolved)
     runtime.start()
     app = build_app(resolved, specs, runtime)

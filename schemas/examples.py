@@ -46,6 +46,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "source_topic": "drift.critical",
         "source_partition": 2,
         "source_offset": 18446,
+        "installation": "5d0c1f0e-3b5a-4f7e-8a53-1c7e6b2d9f40",
     },
     "RunRecord": {
         "run_id": "0b6f2a5e-7d4c-4e59-9a51-3f1c2d8e7b60",

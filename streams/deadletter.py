@@ -17,15 +17,16 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.codec import Codec, Decoded
 from schemas.errors import DecodeError, PoisonError
+from streams import headers
 from streams.catalog import DLQ
 
-ERROR = "vigil-error"
-ERROR_TYPE = "vigil-error-type"
-SOURCE_TOPIC = "vigil-source-topic"
-SOURCE_PARTITION = "vigil-source-partition"
-SOURCE_OFFSET = "vigil-source-offset"
-EVENT_ID = "vigil-event-id"
-TRACE_ID = "vigil-trace-id"
+ERROR = headers.ERROR
+ERROR_TYPE = headers.ERROR_TYPE
+SOURCE_TOPIC = headers.SOURCE_TOPIC
+SOURCE_PARTITION = headers.SOURCE_PARTITION
+SOURCE_OFFSET = headers.SOURCE_OFFSET
+EVENT_ID = headers.EVENT_ID
+TRACE_ID = headers.TRACE_ID
 DEAD_LETTER_HEADERS = (ERROR, ERROR_TYPE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET)
 
 Headers = list[tuple[str, bytes]]

@@ -25,14 +25,15 @@ from typing import Any
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from schemas.framing import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
+from streams import headers
 from streams.catalog import CDC_PREFIX, DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, TICKS
 from streams.eventids import cdc_event_id, is_snapshot
 
 #: Topics whose messages are always Vigil's Avro records: anything else on them is poison.
 AVRO_TOPICS = frozenset({DRIFT_EVENTS, DRIFT_WARNING, DRIFT_CRITICAL, TICKS})
 
-EVENT_ID_HEADER = "vigil-event-id"
-TRACE_ID_HEADER = "vigil-trace-id"
+EVENT_ID_HEADER = headers.EVENT_ID
+TRACE_ID_HEADER = headers.TRACE_ID
 
 Headers = Mapping[str, bytes]
 

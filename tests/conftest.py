@@ -69,19 +69,33 @@ def make_topic(stack: Settings, unique: str) -> Callable[..., str]:
 
 
 @pytest.fixture
-def fresh_database(stack: Settings, unique: str) -> Iterator[str]:
-    """URL of a new, migrated database unique to this test; dropped afterwards."""
+def make_database(stack: Settings, unique: str) -> Iterator[Callable[[str], str]]:
+    """Make new, migrated databases for this test (``make_database("b")``); dropped afterwards."""
     url = stack.require_database_url()
     admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{unique}"')
-    db_url = url.rsplit("/", 1)[0] + f"/{unique}"
-    migrations.upgrade(db_url)
+    made: list[str] = []
+
+    def create(suffix: str = "") -> str:
+        name = f"{unique}{suffix}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        db_url = url.rsplit("/", 1)[0] + f"/{name}"
+        migrations.upgrade(db_url)
+        return db_url
+
     try:
-        yield db_url
+        yield create
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{unique}" WITH (FORCE)')
+            for name in made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_database(make_database: Callable[[str], str]) -> str:
+    """URL of a new, migrated database unique to this test; dropped afterwards."""
+    return make_database("")
 
 
 @pytest.fixture

@@ -10,14 +10,15 @@ import enum
 import math
 
 from agents.backoff import RetryPolicy
+from streams import headers
 
 PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
 
 #: Added to a sink's dead letters, after the standard ones of :mod:`streams.deadletter`.
-SINK_HEADER = "vigil-sink"
-ATTEMPTS_HEADER = "vigil-attempts"
+SINK_HEADER = headers.SINK
+ATTEMPTS_HEADER = headers.ATTEMPTS
 
 
 class HttpOutcome(enum.Enum):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from agents.ledger import LedgerReader, ProcessedTable
+from streams import headers
 from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
 
@@ -22,29 +23,41 @@ def test_reader_loads_records_younger_than_the_retention(
     producer = make_producer(stack)
     now_ms = int(time.time() * 1000)
     ten_days_ago = now_ms - 10 * 86_400_000
+    ours = [(headers.INSTALLATION, b"db-a")]
     for n in range(50):
-        producer.produce(topic, key=f"agent/old-{n}".encode(), value=b"x", timestamp=ten_days_ago + n)
+        producer.produce(
+            topic, key=f"agent/old-{n}".encode(), value=b"x", timestamp=ten_days_ago + n, headers=ours
+        )
     for n in range(50):
-        producer.produce(topic, key=f"agent/new-{n}".encode(), value=b"x", timestamp=now_ms + n)
+        producer.produce(topic, key=f"agent/new-{n}".encode(), value=b"x", timestamp=now_ms + n, headers=ours)
+        # the same agent and event in another database sharing the cluster, and a record naming none
+        producer.produce(
+            topic, key=f"agent/theirs-{n}".encode(), value=b"x", headers=[(headers.INSTALLATION, b"db-b")]
+        )
+        producer.produce(topic, key=f"agent/unnamed-{n}".encode(), value=b"x")
     assert producer.flush(15) == 0
 
     table = ProcessedTable()
     reader = LedgerReader(
-        make_consumer(stack, f"{unique}-ledger", **{"enable.auto.commit": False}),
+        make_consumer(
+            stack, f"{unique}-ledger", **{"enable.auto.commit": False, "enable.partition.eof": True}
+        ),
         table,
         topic,
+        installation="db-a",
         retention_s=7 * 86_400,
     )
     reader.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(table.known("agent", f"new-{n}") for n in range(50)):
-            time.sleep(0.2)
+        assert reader.caught_up.wait(60), "the reader reached the end of every partition"
     finally:
         reader.stop()
         reader.join(15)
     assert all(table.known("agent", f"new-{n}") for n in range(50))
     assert not any(table.known("agent", f"old-{n}") for n in range(50)), "records older than the retention"
+    assert not any(table.known("agent", f"theirs-{n}") for n in range(50)), "another database's records"
+    assert not any(table.known("agent", f"unnamed-{n}") for n in range(50)), "records naming no database"
+    assert reader.ignored == 100
 
 
 def test_table_is_bounded() -> None:

@@ -34,6 +34,7 @@ PURE_MODULES = [
     "streams/views.py",
     "streams/eventids.py",
     "streams/naming.py",
+    "streams/headers.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
