@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from confluent_kafka.admin import AdminClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
@@ -29,7 +30,7 @@ from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
-from streams.kafka import make_consumer, make_producer
+from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.settings import Settings
 from streams.views import MessageParts, headers_to_dict, view_of
 
@@ -46,7 +47,10 @@ class WorkerRuntime:
     table: ProcessedTable
     ledger: LedgerReader | None = None
     relay: OutboxRelay | None = None
+    admin: AdminClient | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    #: Broker ids of the topics consumed, for the ids of messages that carry none.
+    topic_ids: dict[str, str | None] = field(default_factory=dict)
     #: Oldest message time (ms) of each batch not yet acked: pruning never goes past it.
     inflight: dict[int, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -76,7 +80,16 @@ class WorkerRuntime:
         if settings.outbox_relay:
             relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
         outputs = KafkaOutputs(producer, codec, installation=installation)
-        return cls(settings, engine, outputs, table, ledger, relay)
+        return cls(settings, engine, outputs, table, ledger, relay, admin=make_admin(settings))
+
+    async def topic_id(self, topic: str) -> str | None:
+        """The broker's id of ``topic``, looked up once per worker."""
+        if topic not in self.topic_ids:
+            if self.admin is None:
+                return None
+            found = await asyncio.to_thread(describe_topic_ids, self.admin, [topic])
+            self.topic_ids[topic] = found.get(topic)
+        return self.topic_ids[topic]
 
     def start(self) -> None:
         if self.ledger is not None:
@@ -104,7 +117,7 @@ class WorkerRuntime:
         self.stats[name] = self.stats.get(name, 0) + n
 
 
-def parts_of(message: Any) -> MessageParts:
+def parts_of(message: Any, topic_id: str | None = None) -> MessageParts:
     """The parts of a Faust ``Message``."""
     timestamp = message.timestamp
     return MessageParts(
@@ -115,6 +128,7 @@ def parts_of(message: Any) -> MessageParts:
         value=message.value,
         headers=headers_to_dict(message.headers),
         timestamp_ms=int(timestamp * 1000) if timestamp else None,
+        topic_id=topic_id,
     )
 
 
@@ -124,7 +138,7 @@ async def run_batch(
     """Decode, skip known ids, run the unit of work, publish the ledger records. Does not ack."""
     items: list[Item] = []
     for message in messages:
-        parts = parts_of(message)
+        parts = parts_of(message, await runtime.topic_id(message.topic))
         try:
             view = view_of(parts, runtime.outputs.codec)
         except PoisonError as exc:

@@ -89,3 +89,20 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> int:
             code=str(exc.args[0].code()) if exc.args else None,
         ) from exc
     return len(metadata.brokers)
+
+
+def describe_topic_ids(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, str | None]:
+    """The broker's id of each topic (base64, as Kafka prints it); None where the broker gives none."""
+    from confluent_kafka import TopicCollection
+
+    found: dict[str, str | None] = dict.fromkeys(topics)
+    if not topics:
+        return found
+    for topic, future in admin.describe_topics(TopicCollection(topics), request_timeout=timeout).items():
+        try:
+            topic_id = future.result().topic_id
+        except KafkaException:
+            continue
+        text = str(topic_id) if topic_id is not None else ""
+        found[topic] = text if text and text != "AAAAAAAAAAAAAAAAAAAAAA" else None  # the zero id: none
+    return found

@@ -27,7 +27,7 @@ from schemas.errors import PoisonError
 from schemas.framing import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
 from streams import headers
 from streams.catalog import CDC_PREFIX, DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, TICKS
-from streams.eventids import cdc_event_id, is_snapshot
+from streams.eventids import cdc_event_id, is_snapshot, offset_event_id
 
 #: Topics whose messages are always Vigil's Avro records: anything else on them is poison.
 AVRO_TOPICS = frozenset({DRIFT_EVENTS, DRIFT_WARNING, DRIFT_CRITICAL, TICKS})
@@ -49,6 +49,8 @@ class MessageParts:
     value: bytes | None
     headers: Headers = field(default_factory=dict)
     timestamp_ms: int | None = None
+    #: The broker's id of the topic (Kafka 2.8+ reports one), when the consumer looked it up.
+    topic_id: str | None = None
 
 
 def headers_to_dict(
@@ -66,7 +68,7 @@ def event_id_of(parts: MessageParts) -> str:
     header = parts.headers.get(EVENT_ID_HEADER)
     if header:
         return header.decode("utf-8", errors="replace")
-    return f"{parts.topic}/{parts.partition}/{parts.offset}"
+    return offset_event_id(parts.topic, parts.partition, parts.offset, parts.topic_id)
 
 
 def trace_id_of(parts: MessageParts) -> str:
@@ -152,7 +154,7 @@ def _position(parts: MessageParts) -> dict[str, Any]:
     }
 
 
-def _change_event_id(source: dict[str, Any], parts: MessageParts) -> str:
+def _change_event_id(source: dict[str, Any], parts: MessageParts, after: Any) -> str:
     lsn = source.get("lsn")
     return cdc_event_id(
         str(source.get("name") or parts.topic.split(".", 1)[0]),
@@ -161,6 +163,7 @@ def _change_event_id(source: dict[str, Any], parts: MessageParts) -> str:
         parts.key.decode("utf-8", errors="replace") if parts.key is not None else None,
         lsn=int(lsn) if isinstance(lsn, int | str) and str(lsn).isdigit() else None,
         snapshot=is_snapshot(source.get("snapshot")),
+        content=after,
     )
 
 
@@ -179,7 +182,7 @@ def change_event(parts: MessageParts) -> ChangeEvent | None:
         key = next(iter(key.values()))
     position = _position(parts)
     if EVENT_ID_HEADER not in parts.headers:  # written by Kafka Connect: derive it from the source
-        position["event_id"] = _change_event_id(payload.get("source") or {}, parts)
+        position["event_id"] = _change_event_id(payload.get("source") or {}, parts, payload.get("after"))
         if TRACE_ID_HEADER not in parts.headers:
             position["trace_id"] = position["event_id"]
     return ChangeEvent(

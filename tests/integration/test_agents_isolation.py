@@ -3,12 +3,13 @@ bad output is the event's failure (real worker processes, Postgres and the broke
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from streams.kafka import make_consumer
+from streams.kafka import make_admin, make_consumer, make_producer
 from streams.settings import Settings
 from tests.integration.workers import (
     handler_calls,
@@ -139,3 +140,40 @@ def _poll_into(consumer: object, found: list[tuple[bytes, dict[str, str]]]) -> i
         if msg.error() is None:
             found.append((msg.value(), {k: (v or b"").decode() for k, v in msg.headers() or []}))
     return len(found)
+
+
+@pytest.mark.timeout(300)
+def test_a_recreated_topics_messages_are_new_events(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    """Messages without a vigil-event-id are named by their position and the topic's id: after the
+    topic is deleted and created again, offset 0 is a new event, not a duplicate of the old offset 0."""
+    topic = make_topic("recreated", partitions=1)
+    log = tmp_path / "worker.log"
+
+    def run_once(app_id: str, expected: int) -> None:
+        _produce_without_ids(stack, topic, 100)
+        worker = start_worker(
+            stack, fresh_database, topic=topic, app_id=app_id, agent_name=unique, log_path=log
+        )
+        try:
+            wait_until(lambda: _processed(fresh_database) >= expected, 120, f"{expected} events", worker, log)
+        finally:
+            stop(worker)
+
+    run_once(f"{unique}-1", 100)
+    admin = make_admin(stack)
+    admin.delete_topics([topic])[topic].result(30)
+    wait_until(lambda: topic not in admin.list_topics(timeout=5).topics, 60, "the topic to be gone")
+    make_topic("recreated", partitions=1)
+    run_once(f"{unique}-2", 200)
+    ids = rows(fresh_database, "SELECT event_id FROM vigil.processed_events")
+    assert len(ids) == 200 and all("@" in str(i) for i in ids)
+    assert len({str(i).split("/", 1)[0] for i in ids}) == 2, "two incarnations of the topic"
+
+
+def _produce_without_ids(stack: Settings, topic: str, count: int) -> None:
+    producer = make_producer(stack)
+    for n in range(count):
+        producer.produce(topic, key=str(n).encode(), value=json.dumps({"n": n}).encode())
+    assert producer.flush(30) == 0

@@ -79,4 +79,29 @@ def test_change_events_without_the_header_get_their_id_from_the_source_position(
     assert first.event_id.startswith("cdc:cdc:123456:public.orders:")
     snapshot = json.dumps({"op": "r", "after": {"id": 1}, "source": {**source, "snapshot": "true"}}).encode()
     row = view_of(MessageParts("cdc.public.orders", 0, 6, b'{"id":1}', snapshot))
-    assert row is not None and ":snapshot:public.orders:" in row.event_id
+    assert (
+        row is not None
+        and ":snapshot-" in row.event_id
+        and row.event_id.endswith(first.event_id.rsplit(":", 1)[1])
+    )
+
+
+def _snapshot_row(after: dict[str, object]) -> str:
+    source = {"name": "cdc", "schema": "public", "table": "orders", "lsn": 1, "snapshot": "true"}
+    value = json.dumps({"op": "r", "after": after, "source": source}).encode()
+    view = view_of(MessageParts("cdc.public.orders", 0, 1, b'{"id":1}', value))
+    assert view is not None
+    return view.event_id
+
+
+def test_a_resnapshot_dedups_an_unchanged_row_but_not_a_changed_one() -> None:
+    first = _snapshot_row({"id": 1, "status": "new", "amount": 3})
+    assert _snapshot_row({"amount": 3, "status": "new", "id": 1}) == first  # same content, any key order
+    assert _snapshot_row({"id": 1, "status": "paid", "amount": 3}) != first
+
+
+def test_a_message_without_an_id_is_named_by_its_position_and_the_topics_id() -> None:
+    parts = MessageParts("orders", 2, 41, None, b"{}")
+    assert event_id_of(parts) == "orders/2/41"
+    recreated = MessageParts("orders", 2, 41, None, b"{}", topic_id="AAAAAAAAAAAAAAAAAAAAAg")
+    assert event_id_of(recreated) == "orders@AAAAAAAAAAAAAAAAAAAAAg/2/41" != event_id_of(parts)
