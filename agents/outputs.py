@@ -131,6 +131,23 @@ class KafkaOutputs:
             [Outgoing(self.dlq_topic, letter.key, letter.value, letter.headers)],
             what="dead letter",
         )
+        if not refused:
+            return
+        # Refused for good (most often: the original message plus the headers is over the size
+        # limit). Keep the record of the failure, without the original value.
+        note = f"original value omitted: the dead-letter topic refused it ({refused[0]})"
+        refused = produce_and_flush(
+            self.producer,
+            [
+                Outgoing(
+                    self.dlq_topic,
+                    letter.key,
+                    None,
+                    [*letter.headers, (headers.VALUE_OMITTED, note.encode())],
+                )
+            ],
+            what="dead letter",
+        )
         if refused:
             raise OutputError(f"the dead-letter topic refused a letter: {refused[0]}")
 

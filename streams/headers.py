@@ -17,6 +17,8 @@ ERROR_TYPE = "vigil-error-type"
 SOURCE_TOPIC = "vigil-source-topic"
 SOURCE_PARTITION = "vigil-source-partition"
 SOURCE_OFFSET = "vigil-source-offset"
+#: A dead letter sent without the original value (the topic refused it), and why.
+VALUE_OMITTED = "vigil-value-omitted"
 #: Dead letters and sinks: which agent or sink gave up, after how many attempts.
 AGENT = "vigil-agent"
 SINK = "vigil-sink"

@@ -24,6 +24,7 @@ from tests.integration.workers import (
     start_sink,
     start_worker,
     stop,
+    wait_group_caught_up,
     wait_until,
 )
 
@@ -63,7 +64,9 @@ def test_every_event_delivered_three_times_is_processed_and_delivered_once(
             fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
         )
         wait_until(lambda: delivered() >= 5000, 120, "5,000 deliveries", sink, tmp_path / "sink.log")
-        time.sleep(3)  # anything still arriving would be a duplicate
+        # Everything consumed and acked by both: a duplicate would be in the database by now.
+        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, f"{unique}-sink", outbox_topic(aggregate))
     finally:
         stop(worker)
         stop(sink)
@@ -92,7 +95,7 @@ def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
     try:
         count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
         wait_until(lambda: count() >= 1000, 180, "1,000 processed events", worker, log)
-        time.sleep(2)
+        wait_group_caught_up(stack, unique, topic)
     finally:
         stop(worker)
     ok = 1000 - len(failing) - len(rejected)
@@ -167,7 +170,8 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
     try:
         wait_until(lambda: count() >= total, 240, f"{total} processed events", worker, log)
         wait_until(lambda: delivered() >= total, 180, f"{total} deliveries", sink, tmp_path / "sink.log")
-        time.sleep(3)
+        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, f"{unique}-sink", outbox_topic(aggregate))
     finally:
         stop(worker)
         stop(sink)
@@ -210,7 +214,7 @@ def test_postgres_down_for_20s_worker_waits_then_goes_on_exactly_once(
         assert worker.poll() is None, "the worker must wait for Postgres, not exit"
         postgres.start()
         wait_until(lambda: count() >= total, 180, f"{total} processed events", worker, log)
-        time.sleep(2)
+        wait_group_caught_up(stack, unique, topic)
     finally:
         if not postgres.status().running:
             postgres.start()
@@ -261,9 +265,17 @@ def test_two_workers_rebalancing_mid_run_process_each_event_once(
         wait_until(lambda: count() > at_join + 2000, 120, "progress with two workers", second, second_log)
         stop(first)  # leaves the group: its partitions move to the second worker
         wait_until(lambda: count() >= total, 180, f"{total} processed events", second, second_log)
-        time.sleep(3)
+        wait_group_caught_up(stack, unique, topic)
     finally:
         stop(first)
         if second is not None:
             stop(second)
     assert_exactly_once(fresh_database, unique, total)
+    # Both really worked: each committed business rows of its own (the recorder writes its pid).
+    by_worker = {
+        proc.pid: scalar(fresh_database, "SELECT count(*) FROM public.effects_core WHERE pid = %s", proc.pid)
+        for proc in (first, second)
+        if proc is not None
+    }
+    assert len(by_worker) == 2 and all(n > 0 for n in by_worker.values()), by_worker
+    assert by_worker[second.pid] > 2000, by_worker  # type: ignore[union-attr]

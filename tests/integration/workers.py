@@ -203,3 +203,30 @@ def read_dlq(stack: Settings, agent: str, expected: int, timeout: float = 60.0) 
     finally:
         consumer.close()
     return list(found.values())
+
+
+def group_caught_up(stack: Settings, group: str, topic: str) -> bool:
+    """True when ``group`` has committed, on every partition of ``topic``, the end of the partition:
+    everything there was consumed and acked, so nothing more is on its way to the database."""
+    from confluent_kafka import TopicPartition
+
+    from streams.kafka import make_consumer
+
+    probe = make_consumer(stack, group, **{"enable.auto.commit": False})
+    try:
+        metadata = probe.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+        committed = probe.committed(partitions, timeout=10)
+        for tp in committed:
+            _low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if tp.offset < high:
+                return False
+        return True
+    finally:
+        probe.close()
+
+
+def wait_group_caught_up(stack: Settings, group: str, topic: str, timeout: float = 60.0) -> None:
+    wait_until(
+        lambda: group_caught_up(stack, group, topic), timeout, f"group {group} to commit the end of {topic}"
+    )

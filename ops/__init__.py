@@ -1,0 +1,1 @@
+"""Floor 4: the `vigil` CLI, embedded services, supervisor, migrations, status and inspection."""
