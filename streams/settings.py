@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="Postgres URL with logical replication for CDC; unset: embedded Postgres is started.",
+        repr=False,  # it carries the password; print it through streams.redact.mask_url
     )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers; unset: the embedded broker is started."
