@@ -132,6 +132,22 @@ def services_status(as_json: JsonFlag = False) -> None:
     raise typer.Exit(0 if healthy else 1)
 
 
+@services_app.command("url")
+def services_url(
+    show_password: Annotated[
+        bool,
+        typer.Option("--show-password", help="Print the working URL, password included (for scripts)."),
+    ] = False,
+) -> None:
+    """The database URL Vigil uses; its password is masked unless --show-password."""
+    url = commands.services_url(settings(), show_password=show_password)
+    if url is None:
+        err_console.print("no database yet: start it with `vigil services up`, or set VIGIL_DATABASE_URL")
+        raise typer.Exit(1)
+    # Plain print: rich would wrap a long URL and read markup in it.
+    print(url)
+
+
 # -- database ---------------------------------------------------------------------------
 
 
