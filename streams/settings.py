@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         None, description="Secret for the HTTP ingest (bearer token or HMAC); unset: ingest refuses."
     )
 
+    sink_url: SecretStr | None = Field(
+        None,
+        description="URL of `python -m agents.sinks.run webhook|slack` when no --url/--url-env/--url-file is given.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming-webhook URL (its path is the token); the slack sink's default."
+    )
+
     kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", description="security.protocol")
     kafka_sasl_mechanism: str | None = Field(None, description="sasl.mechanism, e.g. PLAIN, SCRAM-SHA-512")
     kafka_sasl_username: str | None = Field(None, description="sasl.username")
