@@ -327,7 +327,7 @@ class EmbeddedPostgres:
         with psycopg.connect(self.url(port, "postgres"), autocommit=True, connect_timeout=10) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if exists is None:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the cluster if it runs; return whether it was running."""
