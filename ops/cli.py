@@ -14,6 +14,7 @@ from rich.console import Console
 
 from ops import commands
 from schemas.errors import ConfigurationError, VigilError
+from streams.redact import mask_urls_in_logs
 from streams.settings import Settings, load_settings
 
 console = Console()
@@ -320,7 +321,9 @@ def review_reject(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_format = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=log_format)
+    mask_urls_in_logs(log_format)
     try:
         app()
     except ConfigurationError as exc:

@@ -7,6 +7,7 @@ messages); the real URL stays in the settings and in the environment of Vigil's 
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -74,3 +75,20 @@ def _mask_query(query: str) -> str:
         name, eq, value = pair.partition("=")
         pairs.append(f"{name}={MASK}" if eq and value and _SECRET_PARAM.search(name) else pair)
     return "&".join(pairs)
+
+
+class MaskingFormatter(logging.Formatter):
+    """A log formatter that masks every URL in the formatted line (exception text included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_urls_in(super().format(record))
+
+
+def mask_urls_in_logs(fmt: str) -> None:
+    """Give the root logger's handlers a :class:`MaskingFormatter` with ``fmt``.
+
+    Defence in depth for the CLI and the sink runner: Vigil prints URLs through :func:`mask_url`
+    anyway, but a library's error message may quote one.
+    """
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(MaskingFormatter(fmt))

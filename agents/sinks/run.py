@@ -29,7 +29,7 @@ from agents.sinks.runner import DEFAULT_POLICY, run_sink
 from agents.sinks.url_source import resolve_sink_url
 from agents.sinks.webhook import SlackSink, WebhookSink
 from schemas.errors import ConfigurationError
-from streams.redact import mask_url
+from streams.redact import mask_url, mask_urls_in_logs
 from streams.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ def _sink(args: argparse.Namespace, parser: argparse.ArgumentParser, settings: S
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_format = "%(asctime)s %(name)s %(levelname)s %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=log_format)
+    mask_urls_in_logs(log_format)
     settings = load_settings()
     sink = _sink(args, parser, settings)
     policy = RetryPolicy(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from streams.redact import mask_url, mask_urls_in
+from streams.redact import MaskingFormatter, mask_url, mask_urls_in
 
 
 @pytest.mark.parametrize(
@@ -83,3 +85,10 @@ def test_urls_in_text_are_masked() -> None:
     assert mask_urls_in(text) == (
         "cannot reach postgresql://u:***@h:1/d (retrying) and https://hooks.slack.com/services/T/B/***"
     )
+
+
+def test_log_lines_are_masked() -> None:
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "cannot reach %s", ("postgresql://u:pw@h/d",), None
+    )
+    assert MaskingFormatter("%(message)s").format(record) == "cannot reach postgresql://u:***@h/d"
