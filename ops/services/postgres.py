@@ -312,6 +312,11 @@ class EmbeddedPostgres:
         a crash between the steps is finished by the next ``start``.
         """
         if self._hba_is_vigils():
+            if self.password() is None:
+                raise ConfigurationError(
+                    f"the embedded Postgres wants a password but {self.password_file} is missing: "
+                    f"restore that file, or remove {self.root} to start a new, empty cluster"
+                )
             return
         log.warning("moving the embedded Postgres in %s from trust to password authentication", self.data)
         password = self._ensure_password_file()

@@ -15,6 +15,7 @@ import pytest
 
 from ops.services.postgres import EmbeddedPostgres, find_bindir
 from ops.services.procs import free_port, running_as_root
+from schemas.errors import ConfigurationError
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -76,6 +77,14 @@ def test_embedded_postgres_requires_its_password(throwaway_home: Path) -> None:
     wrong = url.replace(f":{password}@", ":not-the-password@")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(wrong, connect_timeout=5).close()
+
+    # Without its password file the cluster cannot be used: start says what to do.
+    kept = pg.password_file.rename(pg.root / "password.kept")
+    try:
+        with pytest.raises(ConfigurationError, match="restore that file"):
+            pg.start()
+    finally:
+        kept.rename(pg.password_file)
 
 
 def _initdb_with_trust(pg: EmbeddedPostgres) -> None:
