@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from psycopg import sql
 
 from bench.common import BenchContext, Measurement, with_ratio
 from connectors.config import derive_connector, engine_properties, load_connector_file, parse_database_url
@@ -296,7 +297,7 @@ def _cleanup(url: str, slot: str, publication: str, name: str, table: str) -> No
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
             (slot,),
         )
-        conn.execute(f'DROP PUBLICATION IF EXISTS "{publication}"')
+        conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
         conn.execute(
             "DELETE FROM vigil.debezium_offsets WHERE starts_with(offset_key, %s)",
             (json.dumps([name], separators=(",", ":"))[:-1] + ",",),

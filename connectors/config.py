@@ -41,7 +41,13 @@ OFFSET_TABLE_DELETE = "DELETE FROM %s WHERE starts_with(offset_key, '{prefix}')"
 #: The JDBC offset store refuses an empty password even where the server trusts the client.
 PLACEHOLDER_PASSWORD = "unused"
 _CONVERTER_CLASS_KEYS = ("key.converter", "value.converter", "header.converter")
-_HEARTBEAT_TABLE = re.compile(r"^\s*INSERT\s+INTO\s+([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)?)", re.IGNORECASE)
+# A Postgres identifier as written in SQL: plain (folded to lower case) or double-quoted.
+_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
+_HEARTBEAT_TABLE = re.compile(rf"^\s*INSERT\s+INTO\s+({_IDENT}(?:\s*\.\s*{_IDENT})?)", re.IGNORECASE)
+# Names Debezium writes into its own SQL unquoted (CREATE PUBLICATION <name> …), and Postgres'
+# rule for replication slot names: only these shapes are accepted from a connector file.
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+_PUBLICATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,46 @@ def parse_connector(data: object, source: str = "") -> ConnectorSpec:
             values[str(key)] = str(value)
         else:
             raise ConfigurationError(f"connector {name}: {key} must be a string, number or boolean{where}")
+    _check_names(name, values, where)
     return ConnectorSpec(name, values, source)
+
+
+def _check_names(name: str, config: Mapping[str, str], where: str) -> None:
+    slot = config.get("slot.name")
+    if slot is not None and not _SLOT_NAME.match(slot):
+        raise ConfigurationError(
+            f"connector {name}: slot.name {slot!r} is not a replication slot name: use lower-case "
+            f"letters, digits and underscores (at most 63){where}"
+        )
+    publication = config.get("publication.name")
+    if publication is not None and not _PUBLICATION_NAME.match(publication):
+        raise ConfigurationError(
+            f"connector {name}: publication.name {publication!r} must be a plain identifier (a letter "
+            f"or underscore, then letters, digits, underscores; at most 63){where}"
+        )
+
+
+def parse_qualified_name(text: str) -> tuple[str, ...]:
+    """``schema.table`` as Postgres reads it: the parts of a (possibly) qualified name.
+
+    Plain identifiers fold to lower case, double-quoted ones are kept exactly (``""`` is a quote),
+    as in SQL. The parts are meant for :class:`psycopg.sql.Identifier`, never for string formatting.
+    """
+    parts: list[str] = []
+    rest = text.strip()
+    while True:
+        match = re.match(_IDENT, rest)
+        if match is None:
+            raise ConfigurationError(f"{text!r} is not a table name: write schema.table (quote odd names)")
+        token = match.group(0)
+        parts.append(token[1:-1].replace('""', '"') if token.startswith('"') else token.lower())
+        rest = rest[match.end() :].lstrip()
+        if not rest:
+            break
+        if not rest.startswith(".") or len(parts) == 2:
+            raise ConfigurationError(f"{text!r} is not a table name: write schema.table (quote odd names)")
+        rest = rest[1:].lstrip()
+    return tuple(parts)
 
 
 def load_connector_file(path: Path) -> list[ConnectorSpec]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from connectors.config import parse_qualified_name
 from schemas.errors import ServiceError
 
 
@@ -14,9 +15,10 @@ def ensure_heartbeat_table(database_url: str, table: str) -> None:
     """Create the table ``heartbeat.action.query`` writes to, if missing: ``(id text, beat_at)``.
 
     It must exist before the connector starts, so that the filtered publication includes it.
+    ``table`` is read as SQL would (``public.Beats`` is ``public.beats``, ``"Beats"`` keeps its case).
     """
-    schema, _, name = table.rpartition(".")
-    ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+    # The name comes from a connector file: parsed as SQL would read it, and only ever quoted.
+    ident = sql.Identifier(*parse_qualified_name(table))
     statement = sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, beat_at timestamptz NOT NULL DEFAULT now())"
     ).format(ident)

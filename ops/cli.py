@@ -14,6 +14,7 @@ from rich.console import Console
 
 from ops import commands
 from schemas.errors import ConfigurationError, VigilError
+from streams.redact import mask_urls_in_logs
 from streams.settings import Settings, load_settings
 
 console = Console()
@@ -130,6 +131,22 @@ def services_status(as_json: JsonFlag = False) -> None:
     """URLs and health of the database and the broker."""
     healthy = commands.services_status(settings(), console, as_json=as_json)
     raise typer.Exit(0 if healthy else 1)
+
+
+@services_app.command("url")
+def services_url(
+    show_password: Annotated[
+        bool,
+        typer.Option("--show-password", help="Print the working URL, password included (for scripts)."),
+    ] = False,
+) -> None:
+    """The database URL Vigil uses; its password is masked unless --show-password."""
+    url = commands.services_url(settings(), show_password=show_password)
+    if url is None:
+        err_console.print("no database yet: start it with `vigil services up`, or set VIGIL_DATABASE_URL")
+        raise typer.Exit(1)
+    # Plain print: rich would wrap a long URL and read markup in it.
+    print(url)
 
 
 # -- database ---------------------------------------------------------------------------
@@ -311,7 +328,9 @@ def review_reject(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_format = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=log_format)
+    mask_urls_in_logs(log_format)
     try:
         app()
     except ConfigurationError as exc:

@@ -13,6 +13,7 @@ from ops.services import stack
 from ops.services.postgres import check_database
 from schemas.errors import VigilError
 from streams.kafka import check_broker, make_admin
+from streams.redact import mask_url, mask_urls_in
 from streams.settings import Settings
 
 
@@ -24,23 +25,47 @@ def _health_rows(settings: Settings) -> tuple[list[list[str]], bool]:
             [
                 health.name,
                 "embedded" if health.embedded else "external",
-                health.url or "-",
+                mask_url(health.url) if health.url else "-",
                 "[green]healthy[/]" if health.healthy else "[red]down[/]",
-                health.detail,
+                mask_urls_in(health.detail),
             ]
         )
     return rows, all_ok
 
 
+def _masked_health(health: stack.ServiceHealth) -> dict[str, object]:
+    data = health.as_dict()
+    data["url"] = mask_url(health.url) if health.url else None
+    data["detail"] = mask_urls_in(health.detail)
+    return data
+
+
 def _service_json(settings: Settings) -> dict[str, object]:
+    """The services report. ``database_url`` is masked: the password is never printed here.
+
+    Scripts that need the working URL ask for it explicitly (``vigil services url
+    --show-password``) or read ``database_password_file`` (embedded Postgres only).
+    """
     healths = {h.name: h for h in stack.status(settings)}
     resolved = stack.attach(settings)
+    password_file = (
+        stack.embedded_postgres(settings).password_file if settings.uses_embedded_postgres else None
+    )
     return {
-        "database_url": resolved.database_url,
+        "database_url": mask_url(resolved.database_url) if resolved.database_url else None,
+        "database_password_file": str(password_file) if password_file is not None else None,
         "kafka_bootstrap": resolved.kafka_bootstrap,
-        "postgres": healths["postgres"].as_dict(),
-        "kafka": healths["kafka"].as_dict(),
+        "postgres": _masked_health(healths["postgres"]),
+        "kafka": _masked_health(healths["kafka"]),
     }
+
+
+def services_url(settings: Settings, *, show_password: bool) -> str | None:
+    """The database URL Vigil uses (masked unless ``show_password``), or None if there is none yet."""
+    url = stack.attach(settings).database_url
+    if url is None:
+        return None
+    return url if show_password else mask_url(url)
 
 
 def services_up(settings: Settings, console: Console, *, as_json: bool) -> Settings:

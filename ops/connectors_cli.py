@@ -25,6 +25,7 @@ from ops.output import print_json, print_table
 from ops.services import stack
 from ops.services.procs import pid_alive
 from schemas.errors import ConfigurationError, ServiceError, VigilError
+from streams.redact import mask_url
 from streams.settings import Settings
 
 
@@ -75,7 +76,7 @@ def apply(settings: Settings, console: Console, files: list[str] | None = None) 
             rows.append([spec.name, "created" if result.created else "updated", state, restarted])
     print_table(
         console,
-        f"Kafka Connect at {settings.connect_url}",
+        f"Kafka Connect at {mask_url(settings.connect_url)}",
         ["connector", "action", "state", "restarted tasks"],
         rows,
     )

@@ -26,6 +26,7 @@ from ops.services import stack
 from ops.status import debezium_relays_outbox
 from ops.supervisor import Supervisor, child_env, vigil_argv
 from streams.catalog import CATALOG, outbox_topic
+from streams.redact import mask_url
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -92,8 +93,8 @@ def build_supervisor(
 def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modules: list[str]) -> None:
     console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
     resolved = stack.up(settings)
-    console.print(f"Postgres: {resolved.database_url}\nKafka:    {resolved.kafka_bootstrap}")
     database_url = resolved.require_database_url()
+    console.print(f"Postgres: {mask_url(database_url)}\nKafka:    {resolved.kafka_bootstrap}")
     console.print(f"database schema vigil at revision {migrations.upgrade(database_url)}")
     created = ensure_topics(resolved, CATALOG)
     console.print(

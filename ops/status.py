@@ -13,6 +13,7 @@ from ops.connectors_cli import connector_files, connector_health
 from ops.output import print_json, print_table
 from ops.services import stack
 from schemas.errors import VigilError
+from streams.redact import mask_urls_in
 from streams.settings import Settings
 
 
@@ -85,7 +86,7 @@ def collect(settings: Settings) -> StatusReport:
                 names = [c.name for c in cur.description or []]
                 report.overdue_heartbeats = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except psycopg.Error as exc:
-            report.problems.append(f"database: {exc}")
+            report.problems.append(f"database: {mask_urls_in(str(exc))}")
     try:
         report.connectors = [h.as_dict() for h in connector_health(settings)]
     except VigilError as exc:

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="Postgres URL with logical replication for CDC; unset: embedded Postgres is started.",
+        repr=False,  # it carries the password; print it through streams.redact.mask_url
     )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers; unset: the embedded broker is started."
@@ -56,6 +57,14 @@ class Settings(BaseSettings):
     )
     ingest_token: SecretStr | None = Field(
         None, description="Secret for the HTTP ingest (bearer token or HMAC); unset: ingest refuses."
+    )
+
+    sink_url: SecretStr | None = Field(
+        None,
+        description="URL of `python -m agents.sinks.run webhook|slack` when no --url/--url-env/--url-file is given.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming-webhook URL (its path is the token); the slack sink's default."
     )
 
     kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", description="security.protocol")

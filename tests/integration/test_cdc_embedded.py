@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from psycopg import sql
 
 from connectors.config import ConnectorSpec, derive_connector, load_connector_file
 from streams.eventids import cdc_event_id
@@ -145,7 +146,9 @@ def cleanup_database(stack: Settings, specs: list[ConnectorSpec], tables: list[s
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
                 (spec.slot_name,),
             )
-            conn.execute(f'DROP PUBLICATION IF EXISTS "{spec.publication_name}"')
+            conn.execute(
+                sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(spec.publication_name))
+            )
             conn.execute(
                 "DELETE FROM vigil.debezium_offsets WHERE starts_with(offset_key, %s)",
                 (json.dumps([spec.name], separators=(",", ":"))[:-1] + ",",),

@@ -18,6 +18,7 @@ from confluent_kafka import TopicPartition
 from ops.services import stack as stack_mod
 from ops.services.postgres import check_database
 from streams.kafka import make_consumer, make_producer
+from streams.redact import mask_url
 from streams.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -120,7 +121,10 @@ def test_kill_9_then_services_up_brings_both_back_with_data(throwaway_home: Path
     started = _vigil(throwaway_home, "services", "up", "--json")
     assert started.returncode == 0, started.stderr
     urls = json.loads(started.stdout)
-    db_url, bootstrap = urls["database_url"], urls["kafka_bootstrap"]
+    db_url, bootstrap = (
+        _vigil(throwaway_home, "services", "url", "--show-password").stdout.strip(),
+        urls["kafka_bootstrap"],
+    )
     with psycopg.connect(db_url) as conn:
         conn.execute("CREATE TABLE survivor (id int primary key, note text)")
         conn.execute("INSERT INTO survivor VALUES (1, 'committed before the crash')")
@@ -139,7 +143,7 @@ def test_kill_9_then_services_up_brings_both_back_with_data(throwaway_home: Path
     again = _vigil(throwaway_home, "services", "up", "--json")
     assert again.returncode == 0, again.stderr
     urls_after = json.loads(again.stdout)
-    assert urls_after["database_url"] == db_url, "Postgres keeps its port across restarts"
+    assert urls_after["database_url"] == mask_url(db_url), "Postgres keeps its port across restarts"
     assert urls_after["kafka_bootstrap"] == bootstrap, "the broker keeps its port across restarts"
     assert urls_after["postgres"]["healthy"] and urls_after["kafka"]["healthy"]
     with psycopg.connect(db_url) as conn:
@@ -190,7 +194,7 @@ def test_external_stack_is_used_and_nothing_is_started(stack: Settings, throwawa
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["database_url"] == stack.database_url
+    assert report["database_url"] == mask_url(stack.require_database_url())
     assert report["kafka_bootstrap"] == stack.kafka_bootstrap
     assert not report["postgres"]["embedded"] and report["postgres"]["healthy"]
     assert not report["kafka"]["embedded"] and report["kafka"]["healthy"]

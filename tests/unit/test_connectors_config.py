@@ -174,3 +174,12 @@ def test_derived_connector_has_its_own_names_and_keeps_the_heartbeat() -> None:
     assert spec.heartbeat_table == "public.vigil_heartbeat"
     assert "name" not in spec.config
     assert slot_safe("A b-c") == "a_b_c"
+
+
+def test_the_urls_password_reaches_debezium_and_its_offset_store() -> None:
+    spec = packaged("vigil-demo")
+    props = engine_properties(
+        spec, parse_database_url("postgresql://postgres:p%40ss%2Fw@127.0.0.1:5555/vigil")
+    )
+    assert props["database.password"] == "p@ss/w"
+    assert props["offset.storage.jdbc.connection.password"] == "p@ss/w"

@@ -40,8 +40,9 @@ def test_environment_wins_over_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_secrets_are_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_INGEST_TOKEN", "s3cret")
     monkeypatch.setenv("VIGIL_KAFKA_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("VIGIL_DATABASE_URL", "postgresql://vigil:dbpw@db:5432/vigil")
     s = load_settings()
-    assert "s3cret" not in repr(s) and "hunter2" not in repr(s)
+    assert "s3cret" not in repr(s) and "hunter2" not in repr(s) and "dbpw" not in repr(s)
     assert s.ingest_token is not None and s.ingest_token.get_secret_value() == "s3cret"
 
 
