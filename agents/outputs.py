@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from agents.context import StreamSend
 from agents.unit_of_work import BatchResult, Item
 from schemas.codec import Codec
-from schemas.errors import OutputError
+from schemas.errors import OutputError, RetryableError
 from streams import headers
 from streams.catalog import DLQ, PROCESSED_EVENTS
 from streams.deadletter import dead_letter
@@ -49,7 +49,10 @@ class TopicCache:
         missing = topics - self._names
         if missing and time.monotonic() - self._asked_at >= TOPIC_REFRESH_S:
             with self._lock:
-                self._names = set(self._producer.list_topics(timeout=10).topics)
+                try:
+                    self._names = set(self._producer.list_topics(timeout=10).topics)
+                except KafkaException as exc:
+                    raise RetryableError(f"cannot list the broker's topics: {exc}") from exc
                 self._asked_at = time.monotonic()
             missing = topics - self._names
         return missing

@@ -39,7 +39,7 @@ from agents.batch_writes import ReviewRecord, RunRecord
 from agents.context import Context, Output, StreamSend
 from agents.event_session import EventWrites
 from agents.retry import is_infrastructure_error
-from schemas.errors import RetryableError
+from schemas.errors import OutputError, RetryableError
 from streams.views import EventView, MessageParts
 
 log = logging.getLogger(__name__)
@@ -243,17 +243,24 @@ class UnitOfWork:
         try:
             await self.spec.handler(item.view, ctx)
             await writes.flush()
-            await self.outputs.check_sends(ctx.output.sends)
             reason = _verdict(self.spec.validate(item.view, ctx.output)) if self.spec.validate else None
         except Exception as exc:
-            await _undo(writes, exc)
-            log.info("agent %s: event %s failed: %s", self.spec.name, item.event_id, _describe(exc))
-            return Failed(exc)
+            return await self._failed(item, writes, exc)
+        try:
+            # Vigil's own look-up: an unreachable broker here is the infrastructure's, and propagates.
+            await self.outputs.check_sends(ctx.output.sends)
+        except OutputError as exc:
+            return await self._failed(item, writes, exc)
         if reason is not None:
             await _undo(writes, None)
             return Rejected(reason, ctx.output, started, _now())
         await writes.keep()
         return Succeeded(ctx.output, started, _now())
+
+    async def _failed(self, item: Item, writes: EventWrites, error: Exception) -> Failed:
+        await _undo(writes, error)
+        log.info("agent %s: event %s failed: %s", self.spec.name, item.event_id, _describe(error))
+        return Failed(error)
 
     async def _send(self, attempt: Attempt) -> None:
         """Send the stream outputs of the events that succeeded, and wait for the broker."""
