@@ -23,7 +23,8 @@ from agents.api import AgentSpec
 from agents.db import as_engine, async_engine
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.outputs import KafkaOutputs
-from agents.prune import prune_processed_events
+from agents.prune import prune_all
+from agents.prune_policy import Retentions, retention_warnings
 from agents.relay import OutboxRelay
 from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
@@ -57,7 +58,7 @@ class WorkerRuntime:
         engine = async_engine(settings.require_database_url())
         producer = make_producer(settings, **{"linger.ms": 2})
         codec = Codec.from_registry_url(settings.schema_registry_url)
-        table = ProcessedTable()
+        table = ProcessedTable(settings.processed_table_size)
         ledger = None
         if read_ledger:
             consumer = make_consumer(
@@ -170,23 +171,39 @@ PRUNE_EVERY_S = 3600.0
 
 
 async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None = None) -> None:
-    """Delete expired ``processed_events`` rows now and then, never past an unacked event's time."""
+    """Prune every table by its retention now and then; ``processed_events`` never past an unacked event's time.
+
+    Pruned processed rows get tombstones in ``vigil.processed-events`` (through the worker's producer).
+    """
+    settings = runtime.settings
+    retentions = Retentions.from_days(
+        processed=settings.processed_retention_days,
+        outbox=settings.outbox_retention_days,
+        runs=settings.runs_retention_days,
+        deliveries=settings.deliveries_retention_days,
+        reviews=settings.reviews_retention_days,
+    )
+    for warning in retention_warnings(retentions):
+        log.warning("retention settings: %s", warning)
     await asyncio.sleep(PRUNE_FIRST_AFTER_S)
-    engine = as_engine(runtime.settings.require_database_url())
+    engine = as_engine(settings.require_database_url())
     try:
         while stop is None or not stop.is_set():
             oldest = min(runtime.inflight.values(), default=None)
             bound = datetime.fromtimestamp(oldest / 1000, UTC) - timedelta(hours=1) if oldest else None
             try:
                 deleted = await asyncio.to_thread(
-                    prune_processed_events,
+                    prune_all,
                     engine,
-                    timedelta(days=runtime.settings.processed_retention_days),
+                    retentions,
+                    producer=runtime.outputs.producer,
+                    worker_relays_outbox=settings.outbox_relay,
                     not_newer_than=bound,
                 )
-                runtime.count("pruned", deleted)
+                for table, count in deleted.items():
+                    runtime.count(f"pruned_{table}", count)
             except Exception as exc:  # pruning is housekeeping: log and try again later
-                log.warning("pruning processed_events failed: %s", exc)
+                log.warning("pruning failed: %s", exc)
             await asyncio.sleep(PRUNE_EVERY_S)
     finally:
         engine.dispose()
