@@ -26,6 +26,7 @@ from agents.outputs import KafkaOutputs
 from agents.prune import prune_all
 from agents.prune_policy import Retentions, retention_warnings
 from agents.relay import OutboxRelay
+from agents.relay_health import RelayHealth
 from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
 from schemas.errors import PoisonError
@@ -52,6 +53,7 @@ class WorkerRuntime:
     inflight: dict[int, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _relay_thread: threading.Thread | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
@@ -67,19 +69,43 @@ class WorkerRuntime:
             ledger = LedgerReader(consumer, table, retention_s=settings.processed_retention_days * 86400)
         relay = None
         if settings.outbox_relay:
-            relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
+            relay = OutboxRelay(
+                settings,
+                settings.require_database_url(),
+                make_producer(settings),
+                beat_name=f"relay:{settings.app_id}",
+                unhealthy_after_s=settings.relay_unhealthy_after_s,
+            )
         return cls(settings, engine, KafkaOutputs(producer, codec), table, ledger, relay)
 
     def start(self) -> None:
         if self.ledger is not None:
             self.ledger.start()
         if self.relay is not None:
-            relay = self.relay
-            thread = threading.Thread(
-                target=relay.run, args=(self._stop,), name="vigil-outbox-relay", daemon=True
+            self._relay_thread = threading.Thread(
+                target=self._run_relay, args=(self.relay,), name="vigil-outbox-relay", daemon=True
             )
-            thread.start()
-            self._threads.append(thread)
+            self._relay_thread.start()
+            self._threads.append(self._relay_thread)
+
+    def _run_relay(self, relay: OutboxRelay) -> None:
+        try:
+            relay.run(self._stop)
+        except BaseException:  # run() survives any Exception; anything else must not go unseen
+            log.critical("the outbox relay thread died: outbox rows are not published", exc_info=True)
+            raise
+
+    def relay_health(self) -> RelayHealth | None:
+        """The relay's health (None: this worker does not relay); a dead thread is unhealthy."""
+        if self.relay is None:
+            return None
+        thread = self._relay_thread
+        return self.relay.health(thread_alive=thread is None or thread.is_alive())
+
+    @property
+    def healthy(self) -> bool:
+        health = self.relay_health()
+        return health is None or health.healthy
 
     async def close(self) -> None:
         self._stop.set()
@@ -209,6 +235,23 @@ async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None 
         engine.dispose()
 
 
+HEALTH_EVERY_S = 5.0
+
+
+async def watch_health(runtime: WorkerRuntime, stop: asyncio.Event | None = None) -> None:
+    """Log when the worker turns unhealthy (a relay failing past the threshold, or its thread gone) and back."""
+    was_healthy = True
+    while stop is None or not stop.is_set():
+        health = runtime.relay_health()
+        if health is not None and health.healthy != was_healthy:
+            if health.healthy:
+                log.warning("worker healthy again: the outbox relay publishes")
+            else:
+                log.error("worker unhealthy: outbox relay: %s", health.reason)
+            was_healthy = health.healthy
+        await asyncio.sleep(HEALTH_EVERY_S)
+
+
 def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRuntime) -> faust.App:
     """The Faust app with one Faust agent per registered Vigil agent."""
     app = make_app(settings, settings.app_id)
@@ -226,8 +269,12 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     async def prune() -> None:
         await prune_periodically(runtime)
 
+    async def health() -> None:
+        await watch_health(runtime)
+
     app.task(calm_root_logger)
     app.task(prune)
+    app.task(health)
     app.on_before_shutdown.connect(close_runtime)
 
     return app
