@@ -14,7 +14,10 @@ def as_engine(engine_or_url: Engine | str) -> Engine:
     """A synchronous engine for a SQLAlchemy or libpq-style ``postgresql://`` URL (psycopg 3)."""
     if isinstance(engine_or_url, Engine):
         return engine_or_url
-    return create_engine(sqlalchemy_url(engine_or_url), pool_pre_ping=True)
+    # A connect timeout: a database that does not answer is an error to retry, not a silent hang.
+    return create_engine(
+        sqlalchemy_url(engine_or_url), pool_pre_ping=True, connect_args={"connect_timeout": 10}
+    )
 
 
 def async_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:

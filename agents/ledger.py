@@ -48,6 +48,12 @@ class ProcessedTable:
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
 
+    def discard_keys(self, keys: Iterable[str]) -> None:
+        """Forget keys (their tombstones arrived: the rows were pruned, the events may run again)."""
+        with self._lock:
+            for key in keys:
+                self._keys.pop(key, None)
+
     def known(self, agent: str, event_id: str) -> bool:
         return f"{agent}/{event_id}" in self._keys
 
@@ -114,7 +120,8 @@ class LedgerReader(threading.Thread):
                 self.caught_up.set()
             while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
-                keys = []
+                keys: list[str] = []
+                pruned: list[str] = []
                 for msg in batch:
                     error = msg.error()
                     if error is not None:
@@ -135,14 +142,23 @@ class LedgerReader(threading.Thread):
                     # (the embedded tansu broker does).
                     if since_ms and msg.timestamp()[1] < since_ms:
                         continue
-                    if key is None or msg.value() is None:
+                    if key is None:
+                        continue
+                    if msg.value() is None:
+                        # A tombstone: the row was pruned, the event may run again. Whichever
+                        # database pruned it, forgetting a key only costs a Postgres check.
+                        pruned.append(key.decode("utf-8", errors="replace"))
                         continue
                     if _header(msg.headers(), headers.INSTALLATION) != self.installation:
                         self.ignored += 1
                         continue
                     keys.append(key.decode("utf-8", errors="replace"))
+                # Adds before discards: a key recorded and pruned in one batch ends up gone; one
+                # pruned and recorded again is dropped too, which only costs a Postgres check.
                 if keys:
                     self.table.add_keys(keys)
+                if pruned:
+                    self.table.discard_keys(pruned)
         except Exception:  # the table is an accelerator: losing it costs speed, never correctness
             log.exception("ledger reader stopped; processed-event checks go to Postgres")
         finally:

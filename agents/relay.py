@@ -12,22 +12,35 @@ a hash of that pair; a relay holds a lane's advisory lock while it publishes fro
 workers share the outbox (each lane is published by one worker at a time, in ``seq`` order) and a
 row is never overtaken by a later row of its key. ``seq`` is the insert order: rows of one key
 written by concurrent transactions go out in the order the relay sees them committed.
+
+Supervision (:meth:`OutboxRelay.run`): every exception of a round is logged at WARNING with the
+error, counted in :attr:`OutboxRelay.stats` and retried with backoff; a round slower than
+``slow_round_s`` is logged too, so a relay never stalls in silence. Every few seconds the relay
+beats the heartbeat row ``relay:<app_id>`` in ``vigil.heartbeats`` (its ``detail`` holds the
+counters, the backlog and the last error): the beat advances only after a successful round, so a
+relay that keeps failing, hangs, or whose thread or process died becomes overdue, and
+``vigil status`` reports it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
+import time
 import uuid
+from datetime import UTC, datetime
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agents.backoff import RetryPolicy
 from agents.db import as_engine
 from agents.outbox_mapping import OutboxMessage, OutboxRow, to_message
-from schemas.errors import RetryableError, ServiceError
+from agents.relay_health import RelayHealth, RelayStats, relay_health
+from schemas.errors import RetryableError
 from streams.catalog import TopicSpec
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -38,6 +51,31 @@ log = logging.getLogger(__name__)
 LOCK_CLASS = 0x56674F62
 DEFAULT_LANES = 4
 RUN_RETRY = RetryPolicy(max_attempts=1_000_000, base=0.5, factor=2.0, max_delay=10.0, jitter=0.2)
+#: Seconds between heartbeat writes, and a round slower than this many seconds is logged.
+BEAT_EVERY_S = 5.0
+SLOW_ROUND_S = 5.0
+
+_BACKLOG = text(
+    "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS oldest_s "
+    "FROM vigil.outbox WHERE sent_at IS NULL"
+)
+# The beat (last_beat_at, next_expected_at) moves only when the last round succeeded; the detail
+# (counters, last error) is written every time, so `vigil status` sees why a relay is stuck.
+_BEAT = text(
+    """
+    INSERT INTO vigil.heartbeats AS h
+        (name, every_seconds, grace_seconds, last_beat_at, next_expected_at, status, detail)
+    VALUES (:name, :every, :grace, now(), now() + make_interval(secs => :every), :status,
+            CAST(:detail AS jsonb))
+    ON CONFLICT (name) DO UPDATE SET
+        every_seconds = EXCLUDED.every_seconds,
+        grace_seconds = EXCLUDED.grace_seconds,
+        status = EXCLUDED.status,
+        detail = EXCLUDED.detail,
+        last_beat_at = CASE WHEN :advance THEN EXCLUDED.last_beat_at ELSE h.last_beat_at END,
+        next_expected_at = CASE WHEN :advance THEN EXCLUDED.next_expected_at ELSE h.next_expected_at END
+    """
+)
 
 _SELECT = """
     SELECT id, aggregatetype, aggregateid, type, payload, seq, trace_id
@@ -62,6 +100,10 @@ class OutboxRelay:
         lanes: int = DEFAULT_LANES,
         flush_timeout: float = 30.0,
         create_topics: bool = True,
+        beat_name: str | None = None,
+        unhealthy_after_s: float = 60.0,
+        beat_every_s: float = BEAT_EVERY_S,
+        slow_round_s: float = SLOW_ROUND_S,
     ) -> None:
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
@@ -74,6 +116,13 @@ class OutboxRelay:
         self.create_topics = create_topics
         self._known_topics: set[str] = set()
         self._next_lane = 0
+        #: The heartbeat row this relay beats (None: none), e.g. ``relay:<app_id>``.
+        self.beat_name = beat_name
+        self.unhealthy_after_s = unhealthy_after_s
+        self.beat_every_s = beat_every_s
+        self.slow_round_s = slow_round_s
+        self.stats = RelayStats()
+        self._last_beat = float("-inf")
 
     def relay_once(self, limit: int = 1000) -> int:
         """Publish up to ``limit`` unsent rows from each lane not locked by another relay; return how many."""
@@ -170,25 +219,81 @@ class OutboxRelay:
     def run(self, stop_event: threading.Event, idle_sleep: float = 0.5, limit: int = 1000) -> int:
         """Relay until ``stop_event`` is set; sleep ``idle_sleep`` when nothing is due. Returns the count.
 
-        Broker or database outages are retried with backoff; anything else propagates. Every relay
-        sharing an outbox must use the same ``lanes``, or two could publish one key at once.
+        Any exception of a round (broker, database, a bug) is logged, counted in :attr:`stats` and
+        retried with backoff: the thread never dies of one. Every relay sharing an outbox must use
+        the same ``lanes``, or two could publish one key at once.
         """
         total = 0
-        failures = 0
+        self.stats.started_at = _now()
         while not stop_event.is_set():
+            began = time.monotonic()
             try:
                 relayed = self.relay_once(limit)
-            except (RetryableError, ServiceError, KafkaException, OperationalError, InterfaceError) as exc:
-                failures += 1
+            except Exception as exc:
+                self.stats.failed(_now(), exc)
+                failures = self.stats.consecutive_errors
                 delay = RUN_RETRY.delay(failures)
-                log.warning("outbox relay failed (%d in a row), retrying in %.1fs: %s", failures, delay, exc)
+                # A traceback for what is not an expected outage: that is a bug to see in full.
+                log.warning(
+                    "outbox relay round failed (%d in a row, %d in all), retrying in %.1fs: %s",
+                    failures,
+                    self.stats.errors,
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, RetryableError),
+                )
+                self._beat_if_due()
                 stop_event.wait(delay)
                 continue
-            failures = 0
+            took = time.monotonic() - began
+            if took > self.slow_round_s:
+                log.warning("outbox relay round took %.1fs (%d rows published)", took, relayed)
+            self.stats.succeeded(_now(), relayed)
             total += relayed
+            self._beat_if_due()
             if relayed == 0:
                 stop_event.wait(idle_sleep)
+        self._beat(status="paused")  # a clean stop is not an outage
         return total
+
+    def health(self, now: datetime | None = None, *, thread_alive: bool = True) -> RelayHealth:
+        return relay_health(
+            self.stats, now or _now(), thread_alive=thread_alive, unhealthy_after_s=self.unhealthy_after_s
+        )
+
+    def _beat_if_due(self) -> None:
+        if self.beat_name is not None and time.monotonic() - self._last_beat >= self.beat_every_s:
+            self._beat()
+
+    def _beat(self, status: str = "ok") -> None:
+        """Measure the backlog and write the heartbeat row; a failure here is only logged."""
+        if self.beat_name is None:
+            return
+        self._last_beat = time.monotonic()
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(_BACKLOG).one()
+                self.stats.backlog = int(row.n)
+                self.stats.oldest_unsent_age_s = float(row.oldest_s) if row.oldest_s is not None else None
+                self.stats.backlog_at = _now()
+                detail = {**self.stats.as_dict(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+                conn.execute(
+                    _BEAT,
+                    {
+                        "name": self.beat_name,
+                        "every": self.beat_every_s,
+                        "grace": max(0.0, self.unhealthy_after_s - self.beat_every_s),
+                        "status": status,
+                        "detail": json.dumps(detail),
+                        "advance": self.stats.consecutive_errors == 0,
+                    },
+                )
+        except Exception as exc:  # the database may be what is failing: the round logs that
+            log.debug("outbox relay: heartbeat not written: %s", exc)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def unsent_count(engine: Engine) -> int:

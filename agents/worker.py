@@ -24,8 +24,10 @@ from agents.api import AgentSpec
 from agents.db import as_engine, async_engine, installation_id
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.outputs import KafkaOutputs
-from agents.prune import prune_processed_events
+from agents.prune import prune_all
+from agents.prune_policy import Retentions, retention_warnings
 from agents.relay import OutboxRelay
+from agents.relay_health import RelayHealth
 from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
 from schemas.errors import PoisonError
@@ -55,6 +57,7 @@ class WorkerRuntime:
     inflight: dict[int, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _relay_thread: threading.Thread | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
@@ -62,7 +65,7 @@ class WorkerRuntime:
         installation = installation_id(settings.require_database_url())
         producer = make_producer(settings, **{"linger.ms": 2})
         codec = Codec.from_registry_url(settings.schema_registry_url)
-        table = ProcessedTable()
+        table = ProcessedTable(settings.processed_table_size)
         ledger = None
         if read_ledger:
             consumer = make_consumer(
@@ -78,7 +81,13 @@ class WorkerRuntime:
             )
         relay = None
         if settings.outbox_relay:
-            relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
+            relay = OutboxRelay(
+                settings,
+                settings.require_database_url(),
+                make_producer(settings),
+                beat_name=f"relay:{settings.app_id}",
+                unhealthy_after_s=settings.relay_unhealthy_after_s,
+            )
         outputs = KafkaOutputs(producer, codec, installation=installation)
         return cls(settings, engine, outputs, table, ledger, relay, admin=make_admin(settings))
 
@@ -95,12 +104,30 @@ class WorkerRuntime:
         if self.ledger is not None:
             self.ledger.start()
         if self.relay is not None:
-            relay = self.relay
-            thread = threading.Thread(
-                target=relay.run, args=(self._stop,), name="vigil-outbox-relay", daemon=True
+            self._relay_thread = threading.Thread(
+                target=self._run_relay, args=(self.relay,), name="vigil-outbox-relay", daemon=True
             )
-            thread.start()
-            self._threads.append(thread)
+            self._relay_thread.start()
+            self._threads.append(self._relay_thread)
+
+    def _run_relay(self, relay: OutboxRelay) -> None:
+        try:
+            relay.run(self._stop)
+        except BaseException:  # run() survives any Exception; anything else must not go unseen
+            log.critical("the outbox relay thread died: outbox rows are not published", exc_info=True)
+            raise
+
+    def relay_health(self) -> RelayHealth | None:
+        """The relay's health (None: this worker does not relay); a dead thread is unhealthy."""
+        if self.relay is None:
+            return None
+        thread = self._relay_thread
+        return self.relay.health(thread_alive=thread is None or thread.is_alive())
+
+    @property
+    def healthy(self) -> bool:
+        health = self.relay_health()
+        return health is None or health.healthy
 
     async def close(self) -> None:
         self._stop.set()
@@ -193,26 +220,59 @@ PRUNE_EVERY_S = 3600.0
 
 
 async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None = None) -> None:
-    """Delete expired ``processed_events`` rows now and then, never past an unacked event's time."""
+    """Prune every table by its retention now and then; ``processed_events`` never past an unacked event's time.
+
+    Pruned processed rows get tombstones in ``vigil.processed-events`` (through the worker's producer).
+    """
+    settings = runtime.settings
+    retentions = Retentions.from_days(
+        processed=settings.processed_retention_days,
+        outbox=settings.outbox_retention_days,
+        runs=settings.runs_retention_days,
+        deliveries=settings.deliveries_retention_days,
+        reviews=settings.reviews_retention_days,
+    )
+    for warning in retention_warnings(retentions):
+        log.warning("retention settings: %s", warning)
     await asyncio.sleep(PRUNE_FIRST_AFTER_S)
-    engine = as_engine(runtime.settings.require_database_url())
+    engine = as_engine(settings.require_database_url())
     try:
         while stop is None or not stop.is_set():
             oldest = min(runtime.inflight.values(), default=None)
             bound = datetime.fromtimestamp(oldest / 1000, UTC) - timedelta(hours=1) if oldest else None
             try:
                 deleted = await asyncio.to_thread(
-                    prune_processed_events,
+                    prune_all,
                     engine,
-                    timedelta(days=runtime.settings.processed_retention_days),
+                    retentions,
+                    producer=runtime.outputs.producer,
+                    worker_relays_outbox=settings.outbox_relay,
                     not_newer_than=bound,
                 )
-                runtime.count("pruned", deleted)
+                for table, count in deleted.items():
+                    runtime.count(f"pruned_{table}", count)
             except Exception as exc:  # pruning is housekeeping: log and try again later
-                log.warning("pruning processed_events failed: %s", exc)
+                log.warning("pruning failed: %s", exc)
             await asyncio.sleep(PRUNE_EVERY_S)
     finally:
         engine.dispose()
+
+
+HEALTH_EVERY_S = 5.0
+
+
+async def watch_health(runtime: WorkerRuntime, stop: asyncio.Event | None = None) -> None:
+    """Log when the worker turns unhealthy (a relay failing past the threshold, or its thread gone) and back."""
+    was_healthy = True
+    while stop is None or not stop.is_set():
+        health = runtime.relay_health()
+        if health is not None and health.healthy != was_healthy:
+            if health.healthy:
+                log.warning("worker healthy again: the outbox relay publishes")
+            else:
+                log.error("worker unhealthy: outbox relay: %s", health.reason)
+            was_healthy = health.healthy
+        await asyncio.sleep(HEALTH_EVERY_S)
 
 
 def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRuntime) -> faust.App:
@@ -232,8 +292,12 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     async def prune() -> None:
         await prune_periodically(runtime)
 
+    async def health() -> None:
+        await watch_health(runtime)
+
     app.task(calm_root_logger)
     app.task(prune)
+    app.task(health)
     app.on_before_shutdown.connect(close_runtime)
 
     return app

@@ -68,7 +68,8 @@ def build_supervisor(
     if modules or resolved.agent_modules:
         argv = vigil_argv("worker", *(arg for m in modules for arg in ("-A", m)))
         relay = "false" if relayed_by_debezium and resolved.connect_url is None else "true"
-        supervisor.add("worker", argv, {**env, "VIGIL_OUTBOX_RELAY": relay})
+        user_chose = "outbox_relay" in resolved.model_fields_set  # VIGIL_OUTBOX_RELAY or vigil.toml wins
+        supervisor.add("worker", argv, env if user_chose else {**env, "VIGIL_OUTBOX_RELAY": relay})
     if sink_file is not None:
         supervisor.add(
             "sink-notifications",

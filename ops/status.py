@@ -1,5 +1,10 @@
-"""``vigil status``: agents and their recent runs, failures, review queue, outbox backlog,
-overdue heartbeats and connector health, from Postgres (the source of truth) and the connectors."""
+"""``vigil status``: agents and their recent runs, failures, review queue, outbox backlog, the
+outbox relays' health and last error, overdue heartbeats and connector health, from Postgres (the
+source of truth) and the connectors.
+
+A worker's outbox relay beats the heartbeat ``relay:<app_id>`` only after successful rounds and
+keeps its counters and last error in the row's ``detail`` (:mod:`agents.relay`); an overdue relay
+heartbeat means the relay has been failing, stuck or gone for longer than its threshold."""
 
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ class StatusReport:
     #: Unsent outbox rows when the worker relays them; None when Debezium's outbox router does
     #: (its backlog is the outbox connector's slot lag).
     outbox_backlog: int | None = 0
+    #: Age in seconds of the oldest unsent outbox row (None: none, or Debezium relays).
+    outbox_oldest_unsent_s: float | None = None
+    #: One entry per worker relay heartbeat: name, state, last beat, and its counters and last error.
+    relays: list[dict[str, Any]] = field(default_factory=list)
     overdue_heartbeats: list[dict[str, Any]] = field(default_factory=list)
     connectors: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -49,8 +58,31 @@ WHERE status = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT 5
 OVERDUE_SQL = """
 SELECT name, last_beat_at, next_expected_at FROM vigil.heartbeats
 WHERE status <> 'paused' AND next_expected_at + make_interval(secs => grace_seconds) < now()
+  AND name NOT LIKE 'relay:%'
 ORDER BY next_expected_at
 """
+RELAYS_SQL = """
+SELECT name, status, last_beat_at,
+       status <> 'paused' AND next_expected_at + make_interval(secs => grace_seconds) < now() AS overdue,
+       detail
+FROM vigil.heartbeats WHERE name LIKE 'relay:%' ORDER BY name
+"""
+BACKLOG_SQL = """
+SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM vigil.outbox WHERE sent_at IS NULL
+"""
+RELAY_DETAIL_FIELDS = ("published", "errors", "last_success_at", "last_error", "last_error_at", "worker")
+
+
+def relay_entry(name: str, status: str, last_beat_at: Any, overdue: bool, detail: Any) -> dict[str, Any]:
+    """A relay heartbeat row as ``vigil status`` shows it: its state and what its detail says."""
+    detail = detail if isinstance(detail, dict) else {}
+    state = "paused" if status == "paused" else "unhealthy" if overdue else "ok"
+    return {
+        "name": name,
+        "state": state,
+        "last_beat_at": last_beat_at,
+        **{key: detail.get(key) for key in RELAY_DETAIL_FIELDS},
+    }
 
 
 OUTBOX_ROUTER = "io.debezium.transforms.outbox.EventRouter"
@@ -80,8 +112,10 @@ def collect(settings: Settings) -> StatusReport:
                 if debezium_relays_outbox(settings):
                     report.outbox_backlog = None
                 else:
-                    row = conn.execute("SELECT count(*) FROM vigil.outbox WHERE sent_at IS NULL").fetchone()
+                    row = conn.execute(BACKLOG_SQL).fetchone()
                     report.outbox_backlog = int(row[0]) if row else 0
+                    report.outbox_oldest_unsent_s = float(row[1]) if row and row[1] is not None else None
+                report.relays = [relay_entry(*row) for row in conn.execute(RELAYS_SQL).fetchall()]
                 cur = conn.execute(OVERDUE_SQL)
                 names = [c.name for c in cur.description or []]
                 report.overdue_heartbeats = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -96,6 +130,12 @@ def collect(settings: Settings) -> StatusReport:
             report.problems.append(f"connector {connector['name']} is {connector['state']}")
     if report.overdue_heartbeats:
         report.problems.append(f"{len(report.overdue_heartbeats)} heartbeat(s) overdue")
+    for relay in report.relays:
+        if relay["state"] == "unhealthy":
+            report.problems.append(
+                f"outbox relay {relay['name']} has not succeeded since {relay['last_beat_at']}; "
+                f"last error: {relay['last_error'] or 'none (stuck, or its worker is gone)'}"
+            )
     return report
 
 
@@ -110,6 +150,8 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
                 "recent_failures": report.recent_failures,
                 "pending_reviews": report.pending_reviews,
                 "outbox_backlog": report.outbox_backlog,
+                "outbox_oldest_unsent_s": report.outbox_oldest_unsent_s,
+                "relays": report.relays,
                 "overdue_heartbeats": report.overdue_heartbeats,
                 "connectors": report.connectors,
             }
@@ -143,10 +185,22 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
             for c in report.connectors
         ],
     )
+    if report.relays:
+        print_table(
+            console,
+            "Outbox relays (heartbeats relay:*)",
+            ["name", "state", "published", "errors", "last success", "last error", "at"],
+            [
+                [str(r[k]) for k in ("name", "state", "published", "errors", "last_success_at")]
+                + [str(r["last_error"] or "-"), str(r["last_error_at"] or "-")]
+                for r in report.relays
+            ],
+        )
     backlog = (
         "relayed by Debezium (see its slot lag)"
         if report.outbox_backlog is None
         else f"{report.outbox_backlog} unsent"
+        + (f", oldest {report.outbox_oldest_unsent_s:.0f}s" if report.outbox_oldest_unsent_s else "")
     )
     console.print(
         f"review queue: {report.pending_reviews} pending · outbox backlog: {backlog} · "

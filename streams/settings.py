@@ -104,6 +104,29 @@ class Settings(BaseSettings):
         True,
         description="Relay committed outbox rows from the worker; turn off when Debezium's outbox connector does it.",
     )
+    outbox_retention_days: float = Field(
+        7.0,
+        gt=0,
+        description="Days a published outbox row is kept (only sent rows are pruned while the worker relays).",
+    )
+    runs_retention_days: float = Field(30.0, gt=0, description="Days vigil.runs records are kept.")
+    deliveries_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days a finished vigil.deliveries record is kept: longer than an outbox event can be "
+        "redelivered to a sink (the outbox topics' retention, 7 days by default).",
+    )
+    reviews_retention_days: float = Field(
+        30.0, gt=0, description="Days a decided review item is kept (pending ones are never pruned)."
+    )
+    processed_table_size: int = Field(
+        1_000_000, ge=0, description="Keys of the worker's in-memory processed-events table (0: none)."
+    )
+    relay_unhealthy_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds the outbox relay may fail (or not finish a round) before the worker is unhealthy.",
+    )
 
     @classmethod
     def settings_customise_sources(

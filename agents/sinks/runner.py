@@ -38,10 +38,11 @@ from agents.sinks import deliveries
 from agents.sinks.base import DeliveryRetryableError, Sink
 from agents.sinks.decisions import ClaimDecision, decide_claim, sink_dead_letter_headers
 from schemas.errors import DecodeError, PoisonError, ServiceError
-from streams.catalog import DLQ
+from streams.catalog import DLQ, TopicSpec
 from streams.deadletter import DeadLetter, dead_letter_of, send_dead_letter
 from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
+from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,13 @@ def run_sink(
     Blocking; run it in a thread or process of its own. ``engine`` defaults to the settings'
     database. Returns the counters; closes the sink.
     """
+    # An outbox topic appears at its first publication. A consumer subscribed before that finds it
+    # only at its next metadata refresh and then rebalances: seconds during which the first
+    # events sit unread. Creating the topics first makes the subscription whole from the start.
+    try:
+        ensure_topics(settings, [TopicSpec(t, "read by a sink") for t in topics if not t.startswith("^")])
+    except (ServiceError, KafkaException) as exc:  # only slower to see the first events: go on
+        log.warning("could not create the sink's topics %s: %s", ", ".join(topics), exc)
     db = as_engine(engine if engine is not None else settings.require_database_url())
     producer = make_producer(settings)
     consumer = make_consumer(settings, group, **CONSUMER_CONFIG)

@@ -1,21 +1,26 @@
-"""The in-worker outbox relay against the real Postgres and broker: order, sharing, failures, re-publishing."""
+"""The in-worker outbox relay against the real Postgres and broker: order, sharing, failures,
+re-publishing, supervision (a failing round is logged, counted, retried; the heartbeat shows it),
+and latency while idle."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from sqlalchemy import Engine
 
 from agents.db import as_engine
 from agents.relay import OutboxRelay, unsent_count
+from ops.status import RELAYS_SQL, relay_entry
 from schemas.errors import RetryableError
 from streams.catalog import outbox_topic
 from streams.kafka import make_consumer, make_producer
@@ -190,3 +195,110 @@ def test_rows_republished_after_a_crash_keep_their_ids(
         per_id[headers_of(message)["id"]] += 1
     assert {i for i, n in per_id.items() if n == 2} == {str(i) for i in again}
     assert set(per_id) == {str(i) for i in ids}
+
+
+class FlakyProducer:
+    """A real producer whose ``produce`` raises ``failure`` while it is set: an injected fault."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.failure: BaseException | None = None
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.producer.produce(*args, **kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return self.producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        return self.producer.flush(timeout)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def relay_heartbeat(database_url: str, name: str) -> dict[str, Any]:
+    with psycopg.connect(database_url) as conn:
+        rows = [relay_entry(*row) for row in conn.execute(RELAYS_SQL).fetchall()]
+    return next((r for r in rows if r["name"] == name), {})
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_round_is_logged_counted_and_retried_and_the_rows_go_out_once_when_the_cause_is_gone(
+    stack: Settings, fresh_database: str, engine: Engine, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agents.relay")
+    producer = FlakyProducer(make_producer(stack))
+    # Neither is an outage the old loop caught: a KafkaException, then a plain bug.
+    producer.failure = KafkaException(KafkaError(KafkaError._TRANSPORT, "injected: broker unreachable"))
+    beat = f"relay:{unique}"
+    relay = OutboxRelay(
+        stack,
+        engine,
+        producer,
+        beat_name=beat,
+        unhealthy_after_s=1.0,
+        beat_every_s=0.2,
+    )
+    ids = insert_outbox_rows(fresh_database, unique, 25)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: relay.stats.errors >= 2)
+        producer.failure = RuntimeError("injected: a bug in a round")
+        assert wait_until(lambda: "RuntimeError" in (relay.stats.last_error or ""))
+        assert thread.is_alive(), "an exception killed the relay thread"
+        assert unsent_count(engine) == 25
+        assert wait_until(lambda: not relay.health().healthy)
+        assert "injected" in (relay.health().reason or "")
+        assert wait_until(lambda: relay_heartbeat(fresh_database, beat).get("state") == "unhealthy")
+        assert "injected" in relay_heartbeat(fresh_database, beat)["last_error"]
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "agents.relay"]
+        assert any("broker unreachable" in r.getMessage() for r in warnings)
+        assert any("a bug in a round" in r.getMessage() for r in warnings)
+
+        producer.failure = None  # the cause is gone: the rows go out on a retry
+        assert wait_until(lambda: unsent_count(engine) == 0)
+        assert wait_until(lambda: relay_heartbeat(fresh_database, beat).get("state") == "ok")
+        assert relay.health().healthy
+    finally:
+        stop.set()
+        thread.join(15)
+    assert relay.stats.published == 25 and relay.stats.errors >= 3
+    assert relay_heartbeat(fresh_database, beat)["state"] == "paused"  # a clean stop is no outage
+
+    messages = consume(stack, outbox_topic(unique), 25)
+    assert sorted(headers_of(m)["id"] for m in messages) == sorted(str(i) for i in ids)
+
+
+@pytest.mark.timeout(120)
+def test_an_idle_relay_publishes_new_rows_within_a_bounded_time_after_commit(
+    stack: Settings, fresh_database: str, engine: Engine, unique: str
+) -> None:
+    relay = OutboxRelay(stack, engine, make_producer(stack), beat_name=f"relay:{unique}")
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    latencies = []
+    try:
+        for attempt in range(4):
+            rounds = relay.stats.rounds
+            assert wait_until(lambda n=rounds: relay.stats.rounds >= n + 3)  # idle for a few rounds
+            insert_outbox_rows(fresh_database, f"{unique}{attempt % 2}", 25)  # half of them a new topic
+            committed = time.monotonic()
+            assert wait_until(lambda: unsent_count(engine) == 0, timeout=30, interval=0.02)
+            latencies.append(time.monotonic() - committed)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert max(latencies) < 5.0, latencies
+    assert relay.stats.errors == 0 and relay.stats.published == 100

@@ -1,8 +1,12 @@
-"""Pruning processed_events in the real Postgres: retention, the uncommitted-offset bound, batches."""
+"""Pruning in the real Postgres: processed_events (retention, the uncommitted-offset bound, batches,
+tombstones in the ledger topic), and the sent outbox rows, runs, finished deliveries and decided
+reviews by their own retentions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import psycopg
@@ -10,7 +14,11 @@ import pytest
 from sqlalchemy import Engine
 
 from agents.db import as_engine
-from agents.prune import prune_processed_events
+from agents.ledger import LedgerReader, ProcessedTable
+from agents.prune import prune_all, prune_processed_events
+from agents.prune_policy import Retentions
+from streams.kafka import make_consumer, make_producer
+from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +79,133 @@ def test_max_batches_bounds_one_call_and_a_shorter_retention_reaches_further(
     assert sum(_ages(seeded).values()) == 30
     assert prune_processed_events(engine, retention=timedelta(hours=12), batch_size=10) == 30
     assert _ages(seeded) == {}
+
+
+def _seed_other_tables(database_url: str) -> None:
+    """Per table, rows 40 and 2 days old in each state; ``note`` columns say which is which."""
+    with psycopg.connect(database_url) as conn:
+        for age in (40, 2):
+            ago = f"now() - interval '{age} days'"
+            conn.execute(
+                "INSERT INTO vigil.outbox (id, aggregatetype, aggregateid, type, payload, created_at, sent_at) "
+                f"VALUES (gen_random_uuid(), 'sent-{age}', 'k', 'T', '{{}}', {ago}, {ago}), "
+                f"(gen_random_uuid(), 'unsent-{age}', 'k', 'T', '{{}}', {ago}, NULL)"
+            )
+            for status in ("succeeded", "failed", "running"):
+                conn.execute(
+                    "INSERT INTO vigil.runs (run_id, agent, event_id, trigger, status, started_at) "
+                    f"VALUES (gen_random_uuid(), %s, 'e', 't', %s, {ago})",
+                    (f"{status}-{age}", status),
+                )
+            for status in ("delivered", "failed", "pending"):
+                conn.execute(
+                    "INSERT INTO vigil.deliveries (sink, outbox_id, status, created_at) "
+                    f"VALUES (%s, gen_random_uuid(), %s, {ago})",
+                    (f"{status}-{age}", status),
+                )
+            for status in ("approved", "rejected", "pending"):
+                decided = ago if status != "pending" else "NULL"
+                conn.execute(
+                    "INSERT INTO vigil.reviews (id, agent, event_id, run_id, reason, status, created_at, decided_at) "
+                    f"VALUES (gen_random_uuid(), %s, 'e', gen_random_uuid(), 'r', %s, {ago}, {decided})",
+                    (f"{status}-{age}", status),
+                )
+
+
+def _left(database_url: str) -> dict[str, set[str]]:
+    queries = {
+        "outbox": "SELECT aggregatetype FROM vigil.outbox",
+        "runs": "SELECT agent FROM vigil.runs",
+        "deliveries": "SELECT sink FROM vigil.deliveries",
+        "reviews": "SELECT agent FROM vigil.reviews",
+    }
+    with psycopg.connect(database_url) as conn:
+        return {table: {row[0] for row in conn.execute(sql).fetchall()} for table, sql in queries.items()}
+
+
+@pytest.mark.timeout(60)
+def test_old_sent_outbox_rows_runs_finished_deliveries_and_decided_reviews_are_pruned(
+    fresh_database: str, engine: Engine
+) -> None:
+    _seed_other_tables(fresh_database)
+    retentions = Retentions.from_days(processed=7, outbox=7, runs=30, deliveries=30, reviews=30)
+    deleted = prune_all(engine, retentions, producer=None, worker_relays_outbox=True, batch_size=1)
+    assert deleted == {"processed_events": 0, "outbox": 1, "runs": 3, "deliveries": 2, "reviews": 2}
+    assert _left(fresh_database) == {
+        "outbox": {"sent-2", "unsent-2", "unsent-40"},  # an unsent row is never pruned
+        "runs": {"succeeded-2", "failed-2", "running-2"},
+        "deliveries": {"delivered-2", "failed-2", "pending-2", "pending-40"},
+        "reviews": {"approved-2", "rejected-2", "pending-2", "pending-40"},
+    }
+    assert prune_all(engine, retentions, producer=None, worker_relays_outbox=True) == dict.fromkeys(
+        deleted, 0
+    )
+
+
+@pytest.mark.timeout(60)
+def test_when_debezium_relays_outbox_rows_go_by_age_and_retentions_are_per_table(
+    fresh_database: str, engine: Engine
+) -> None:
+    _seed_other_tables(fresh_database)
+    retentions = Retentions.from_days(processed=7, outbox=1, runs=1, deliveries=60, reviews=1)
+    deleted = prune_all(engine, retentions, producer=None, worker_relays_outbox=False)
+    assert deleted == {"processed_events": 0, "outbox": 4, "runs": 6, "deliveries": 0, "reviews": 4}
+    left = _left(fresh_database)
+    assert left["outbox"] == set() and left["runs"] == set()
+    assert left["reviews"] == {"pending-2", "pending-40"}
+    assert len(left["deliveries"]) == 6
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.timeout(120)
+def test_pruned_processed_events_get_tombstones_and_the_ledger_forgets_them(
+    stack: Settings, seeded: str, engine: Engine, make_topic: Callable[..., str], unique: str
+) -> None:
+    topic = make_topic("processed", partitions=2)
+    producer = make_producer(stack)
+    with psycopg.connect(seeded) as conn:
+        keys = [
+            f"{agent}/{event_id}"
+            for agent, event_id in conn.execute(
+                "SELECT agent, event_id FROM vigil.processed_events"
+            ).fetchall()
+        ]
+    for key in keys:
+        producer.produce(topic, key=key.encode(), value=b"record")
+    assert producer.flush(15) == 0
+    table = ProcessedTable()
+    reader = LedgerReader(
+        make_consumer(stack, f"{unique}-ledger", **{"enable.auto.commit": False}), table, topic
+    )
+    reader.start()
+    try:
+        assert _wait_until(lambda: len(table) == 50), len(table)
+        assert prune_processed_events(engine, batch_size=7, producer=producer, ledger_topic=topic) == 35
+        pruned = {k for k in keys if not k.startswith("one-day/")}
+        assert _wait_until(lambda: len(table) == 15), len(table)
+        assert not any(table.known(*k.split("/", 1)) for k in pruned)
+        assert all(table.known(*k.split("/", 1)) for k in set(keys) - pruned)
+    finally:
+        reader.stop()
+        reader.join(15)
+
+    consumer = make_consumer(stack, f"{unique}-check-{uuid.uuid4().hex[:6]}", **{"enable.auto.commit": False})
+    consumer.subscribe([topic])
+    tombstones: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(tombstones) < 35 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None and message.value() is None:
+                tombstones.append((message.key() or b"").decode())
+    finally:
+        consumer.close()
+    assert sorted(tombstones) == sorted(pruned)

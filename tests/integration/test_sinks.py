@@ -28,10 +28,10 @@ from agents.backoff import RetryPolicy
 from agents.db import as_engine
 from agents.outbox_mapping import OutboxEvent, decode_outbox_message, header_list
 from agents.relay import OutboxRelay
-from agents.sinks import CONSUMER_CONFIG, FileSink, Sink, SinkRunner, SlackSink, WebhookSink
+from agents.sinks import CONSUMER_CONFIG, FileSink, Sink, SinkRunner, SlackSink, WebhookSink, run_sink
 from agents.sinks.requests import file_line
 from streams.catalog import outbox_topic
-from streams.kafka import make_consumer, make_producer
+from streams.kafka import make_admin, make_consumer, make_producer
 from streams.settings import Settings
 from tests.integration.http_receiver import Received, Receiver
 from tests.integration.test_outbox_relay import consume, headers_of, insert_outbox_rows, relay_all
@@ -318,3 +318,36 @@ def test_file_sink_writes_each_id_once_across_a_crash_between_write_and_record(
     assert records[-1]["id"] == torn.id and records[-2]["id"] == written.id
     recorded = deliveries(fresh_database, name)
     assert recorded[written.id] == ("delivered", 2) and recorded[torn.id] == ("delivered", 2)
+
+
+@pytest.mark.timeout(90)
+def test_a_sink_started_before_its_outbox_topic_exists_creates_it_so_the_first_events_are_not_late(
+    stack: Settings, fresh_database: str, engine: Engine, unique: str, tmp_path: Path
+) -> None:
+    # Without this, the subscription finds the topic only at a later metadata refresh and then
+    # rebalances: the first events of a new aggregatetype sat unread for several seconds.
+    topic = outbox_topic(unique)
+    path = tmp_path / "events.jsonl"
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_sink,
+        args=(stack, FileSink(f"file-{unique}", path), [topic], f"g-{unique}", stop),
+        kwargs={"engine": engine, "policy": FAST},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        admin = make_admin(stack)
+        wait_for(lambda: topic in admin.list_topics(timeout=5).topics, 30, "the sink to create its topic")
+        ids = {str(i) for i in insert_outbox_rows(fresh_database, unique, 25)}
+        relay_all(OutboxRelay(stack, engine, make_producer(stack)))
+
+        def written() -> set[str]:
+            return (
+                {json.loads(line)["id"] for line in path.read_text().splitlines()} if path.exists() else set()
+            )
+
+        wait_for(lambda: written() == ids, 60, "the 25 events in the file")
+    finally:
+        stop.set()
+        thread.join(30)

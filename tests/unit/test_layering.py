@@ -40,6 +40,7 @@ PURE_MODULES = [
     "agents/backoff.py",
     "agents/outbox_mapping.py",
     "agents/prune_policy.py",
+    "agents/relay_health.py",
     "agents/sinks/decisions.py",
     "agents/sinks/requests.py",
     "agents/sinks/url_source.py",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents.prune_policy import DEFAULT_RETENTION, prune_cutoff
+from agents.prune_policy import DEFAULT_RETENTION, Retentions, prune_cutoff, retention_warnings
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -34,3 +34,31 @@ def test_bad_inputs_are_refused() -> None:
         prune_cutoff(NOW, timedelta(days=-1))
     with pytest.raises(ValueError):
         prune_cutoff(datetime(2026, 1, 1), DEFAULT_RETENTION)
+
+
+def test_each_table_gets_its_own_cutoff_and_only_processed_events_is_held_back() -> None:
+    retentions = Retentions.from_days(processed=7, outbox=3, runs=30, deliveries=30, reviews=14)
+    held = NOW - timedelta(days=9)
+    assert retentions.cutoffs(NOW, held) == {
+        "processed_events": held,
+        "outbox": NOW - timedelta(days=3),
+        "runs": NOW - timedelta(days=30),
+        "deliveries": NOW - timedelta(days=30),
+        "reviews": NOW - timedelta(days=14),
+    }
+
+
+def test_the_default_retentions_keep_deliveries_past_every_redelivery_window() -> None:
+    assert retention_warnings(Retentions()) == []
+
+
+def test_deliveries_shorter_than_a_redelivery_window_are_named() -> None:
+    short = Retentions.from_days(processed=7, outbox=7, runs=30, deliveries=5, reviews=30)
+    warnings = retention_warnings(short)
+    assert len(warnings) == 2
+    assert "outbox topics' retention" in warnings[0]
+    assert "dedup window" in warnings[1]
+    assert (
+        len(retention_warnings(Retentions.from_days(processed=7, outbox=7, runs=1, deliveries=10, reviews=1)))
+        == 1
+    )
