@@ -33,6 +33,7 @@ from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
+from streams.logs import apply_log_levels
 from streams.settings import Settings
 from streams.views import MessageParts, headers_to_dict, view_of
 
@@ -282,9 +283,11 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
         channel = app.topic(*spec.topics, key_serializer="raw", value_serializer="raw")
         app.agent(channel, name=spec.name, concurrency=spec.concurrency)(_agent_body(app, spec, runtime))
 
-    async def calm_root_logger() -> None:
-        # `faust worker` leaves the root logger at DEBUG (its spinner); that costs ~15% throughput.
-        logging.getLogger().setLevel(logging.WARNING)
+    async def start_runtime() -> None:
+        # After Faust configured logging: it leaves the root logger at DEBUG (its spinner; ~15% of
+        # throughput) and a handler that would drop Vigil's own information.
+        apply_log_levels(settings.log_level)
+        runtime.start()
 
     async def close_runtime(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await runtime.close()
@@ -295,7 +298,7 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     async def health() -> None:
         await watch_health(runtime)
 
-    app.task(calm_root_logger)
+    app.task(start_runtime)
     app.task(prune)
     app.task(health)
     app.on_before_shutdown.connect(close_runtime)

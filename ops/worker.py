@@ -13,13 +13,11 @@ from ops import migrations
 from ops.services import stack
 from schemas.errors import ConfigurationError
 from streams.catalog import CATALOG, TopicSpec
+from streams.logs import apply_log_levels
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
-
-#: Vigil's own loggers: ``VIGIL_LOG_LEVEL`` applies to these, the libraries stay at warnings.
-VIGIL_PACKAGES = ("schemas", "streams", "agents", "connectors", "ops")
 
 
 def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[AgentSpec]]:
@@ -37,10 +35,8 @@ def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[
 def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     """Run the worker in the foreground until SIGTERM or Ctrl-C."""
     resolved, specs = prepare(settings, modules)
-    for package in VIGIL_PACKAGES:
-        logging.getLogger(package).setLevel(resolved.log_level.upper())
+    apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
-    runtime.start()
     app = build_app(resolved, specs, runtime)
     log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)

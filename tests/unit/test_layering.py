@@ -35,6 +35,7 @@ PURE_MODULES = [
     "streams/eventids.py",
     "streams/naming.py",
     "streams/headers.py",
+    "streams/logs.py",
     "streams/redact.py",
     "agents/retry.py",
     "agents/backoff.py",
