@@ -236,9 +236,29 @@ def connectors_status(as_json: JsonFlag = False) -> None:
 
 
 @drift_app.command("publish")
-def drift_publish() -> None:
-    """Publish one drift event."""
-    not_landed("drift publish", "no issue has built it yet")
+def drift_publish(
+    source: Annotated[str, typer.Option("--source", help="Where the metric comes from.")],
+    metric: Annotated[str, typer.Option("--metric", help="The metric's name.")],
+    value: Annotated[float, typer.Option("--value", help="The observed value.")],
+    severity: Annotated[str | None, typer.Option("--severity", help="warning (default) or critical.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="A label name=value (repeatable).")
+    ] = None,
+    resolved: Annotated[bool, typer.Option("--resolved", help="The drift is over.")] = False,
+) -> None:
+    """Publish one drift event to drift.events; print its id once Kafka acknowledged it."""
+    from ops.drift_cli import publish
+
+    event_id = publish(
+        settings(),
+        source=source,
+        metric=metric,
+        value=value,
+        severity=severity,
+        labels=label or [],
+        resolved=resolved,
+    )
+    print(event_id)
 
 
 @drift_app.command("detect")

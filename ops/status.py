@@ -27,6 +27,8 @@ class StatusReport:
     outbox_backlog: int | None = 0
     overdue_heartbeats: list[dict[str, Any]] = field(default_factory=list)
     connectors: list[dict[str, Any]] = field(default_factory=list)
+    #: Drift agents that stopped acting on a fingerprint because their actions kept re-triggering them.
+    open_breakers: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -50,6 +52,11 @@ OVERDUE_SQL = """
 SELECT name, last_beat_at, next_expected_at FROM vigil.heartbeats
 WHERE status <> 'paused' AND next_expected_at + make_interval(secs => grace_seconds) < now()
 ORDER BY next_expected_at
+"""
+
+
+BREAKERS_SQL = """
+SELECT agent, fingerprint, reason, opened_at FROM vigil.drift_breakers WHERE open ORDER BY opened_at
 """
 
 
@@ -85,6 +92,9 @@ def collect(settings: Settings) -> StatusReport:
                 cur = conn.execute(OVERDUE_SQL)
                 names = [c.name for c in cur.description or []]
                 report.overdue_heartbeats = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                cur = conn.execute(BREAKERS_SQL)
+                names = [c.name for c in cur.description or []]
+                report.open_breakers = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except psycopg.Error as exc:
             report.problems.append(f"database: {mask_urls_in(str(exc))}")
     try:
@@ -94,6 +104,11 @@ def collect(settings: Settings) -> StatusReport:
     for connector in report.connectors:
         if not connector["running"]:
             report.problems.append(f"connector {connector['name']} is {connector['state']}")
+    for breaker in report.open_breakers:
+        report.problems.append(
+            f"critical: circuit breaker open for agent {breaker['agent']} on drift {breaker['fingerprint']}: "
+            f"{breaker['reason']}"
+        )
     if report.overdue_heartbeats:
         report.problems.append(f"{len(report.overdue_heartbeats)} heartbeat(s) overdue")
     return report
@@ -112,6 +127,7 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
                 "outbox_backlog": report.outbox_backlog,
                 "overdue_heartbeats": report.overdue_heartbeats,
                 "connectors": report.connectors,
+                "open_breakers": report.open_breakers,
             }
         )
         return report.healthy
