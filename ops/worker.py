@@ -10,7 +10,7 @@ import faust
 from agents import drift
 from agents.api import AgentSpec, load_modules
 from agents.worker import WorkerRuntime, build_app
-from ops import migrations
+from ops import http, migrations
 from ops.services import stack
 from schemas.errors import ConfigurationError
 from streams.catalog import CATALOG, TopicSpec
@@ -47,6 +47,7 @@ def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     runtime = WorkerRuntime.create(resolved)
     runtime.start()
     app = build_app(resolved, specs, runtime)
+    app.task(http.task(resolved))
     log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

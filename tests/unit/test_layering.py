@@ -41,6 +41,7 @@ PURE_MODULES = [
     "streams/drift_detect.py",
     "streams/drift_events.py",
     "streams/drift_router.py",
+    "streams/drift_ingest.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
