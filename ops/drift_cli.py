@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from ops.services import stack
 from schemas.errors import ConfigurationError
-from streams.drift_publish import publish_drift
+from streams.drift_detect import WindowedDetector
+from streams.drift_events import BaselineStats, drift_record
+from streams.drift_policy import load_policy
+from streams.drift_publish import DriftPublisher, publish_drift
 from streams.settings import Settings
 
 
@@ -40,3 +47,66 @@ def publish(
     return publish_drift(
         stack.attach(settings), source=source, metric=metric, value=value, severity=chosen, labels=parsed
     )
+
+
+def detect_stdin(
+    settings: Settings,
+    lines: Iterable[str],
+    *,
+    source: str,
+    metric: str,
+    labels: Sequence[str],
+    window: int | None,
+    baseline_size: int | None,
+    step: int | None,
+    out: Callable[[str], None],
+) -> int:
+    """Run the policy's detector for (source, metric) over JSON lines (``{"value": v, "at": t}`` or a
+    bare number; ``at`` in epoch seconds, default now) and publish each detection; return how many."""
+    parsed = parse_labels(labels)
+    rule = load_policy(settings.drift_policy).rule_for(source, metric)
+    rule = replace(
+        rule,
+        window=window if window is not None else rule.window,
+        baseline_size=baseline_size if baseline_size is not None else rule.baseline_size,
+    )
+    detector = WindowedDetector(rule, step=step)
+    publisher = DriftPublisher(stack.attach(settings))
+    published = 0
+    try:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            value, at = _observation(line, number)
+            found = detector.observe(value, at)
+            if found is None:
+                continue
+            record = drift_record(
+                source=source,
+                metric=metric,
+                value=found.value,
+                severity=found.severity,
+                labels=parsed,
+                observed_at=datetime.fromtimestamp(found.observed_at, UTC),
+                statistic=found.statistic,
+                score=found.score,
+                baseline=BaselineStats(**found.baseline.__dict__),
+            )
+            (event_id,) = publisher.publish_records([record])
+            out(f"{found.severity} {found.statistic}={found.score:.4g} {event_id}")
+            published += 1
+    finally:
+        publisher.close()
+    return published
+
+
+def _observation(line: str, number: int) -> tuple[float, float]:
+    try:
+        document = json.loads(line)
+        if isinstance(document, dict):
+            return float(document["value"]), float(document.get("at", time.time()))
+        return float(document), time.time()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f'stdin line {number}: {exc}; write one JSON number or {{"value": v, "at": epoch}} a line'
+        ) from exc
