@@ -236,15 +236,63 @@ def connectors_status(as_json: JsonFlag = False) -> None:
 
 
 @drift_app.command("publish")
-def drift_publish() -> None:
-    """Publish one drift event."""
-    not_landed("drift publish", "no issue has built it yet")
+def drift_publish(
+    source: Annotated[str, typer.Option("--source", help="Where the metric comes from.")],
+    metric: Annotated[str, typer.Option("--metric", help="The metric's name.")],
+    value: Annotated[float, typer.Option("--value", help="The observed value.")],
+    severity: Annotated[str | None, typer.Option("--severity", help="warning (default) or critical.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="A label name=value (repeatable).")
+    ] = None,
+    resolved: Annotated[bool, typer.Option("--resolved", help="The drift is over.")] = False,
+) -> None:
+    """Publish one drift event to drift.events; print its id once Kafka acknowledged it."""
+    from ops.drift_cli import publish
+
+    event_id = publish(
+        settings(),
+        source=source,
+        metric=metric,
+        value=value,
+        severity=severity,
+        labels=label or [],
+        resolved=resolved,
+    )
+    print(event_id)
 
 
 @drift_app.command("detect")
-def drift_detect() -> None:
-    """Run drift detectors over a metric source."""
-    not_landed("drift detect", "no issue has built it yet")
+def drift_detect(
+    source: Annotated[str, typer.Option("--source", help="The source named in the events.")],
+    metric: Annotated[str, typer.Option("--metric", help="The metric's name (picks the policy rule).")],
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help='Read JSON lines from stdin: a number or {"value", "at"}.')
+    ] = False,
+    label: Annotated[list[str] | None, typer.Option("--label", help="name=value (repeatable).")] = None,
+    window: Annotated[int | None, typer.Option("--window", help="Observations per window.")] = None,
+    baseline_size: Annotated[int | None, typer.Option("--baseline-size")] = None,
+    step: Annotated[int | None, typer.Option("--step", help="Observations between scores.")] = None,
+) -> None:
+    """Run the policy's detector over a metric stream and publish each detection to drift.events."""
+    from ops.drift_cli import detect_stdin
+
+    if not stdin:
+        err_console.print(
+            "vigil drift detect reads metrics from --stdin only so far: the CDC-field and "
+            "Postgres-query sources have not landed yet; nothing was done."
+        )
+        raise typer.Exit(2)
+    detect_stdin(
+        settings(),
+        sys.stdin,
+        source=source,
+        metric=metric,
+        labels=label or [],
+        window=window,
+        baseline_size=baseline_size,
+        step=step,
+        out=print,
+    )
 
 
 @schedule_app.command("add")

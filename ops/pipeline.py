@@ -65,7 +65,7 @@ def build_supervisor(
     if resolved.connect_url is None and files:
         supervisor.add("connectors", vigil_argv("connectors", "run", *map(str, files)), env)
     modules = [*agent_modules, *([DEMO_AGENT_MODULE] if demo else [])]
-    if modules or resolved.agent_modules:
+    if modules or resolved.agent_modules or resolved.builtin_agents:
         argv = vigil_argv("worker", *(arg for m in modules for arg in ("-A", m)))
         relay = "false" if relayed_by_debezium and resolved.connect_url is None else "true"
         user_chose = "outbox_relay" in resolved.model_fields_set  # VIGIL_OUTBOX_RELAY or vigil.toml wins

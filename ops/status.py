@@ -36,6 +36,8 @@ class StatusReport:
     relays: list[dict[str, Any]] = field(default_factory=list)
     overdue_heartbeats: list[dict[str, Any]] = field(default_factory=list)
     connectors: list[dict[str, Any]] = field(default_factory=list)
+    #: Drift agents that stopped acting on a fingerprint because their actions kept re-triggering them.
+    open_breakers: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -85,6 +87,11 @@ def relay_entry(name: str, status: str, last_beat_at: Any, overdue: bool, detail
     }
 
 
+BREAKERS_SQL = """
+SELECT agent, fingerprint, reason, opened_at FROM vigil.drift_breakers WHERE open ORDER BY opened_at
+"""
+
+
 OUTBOX_ROUTER = "io.debezium.transforms.outbox.EventRouter"
 
 
@@ -119,6 +126,9 @@ def collect(settings: Settings) -> StatusReport:
                 cur = conn.execute(OVERDUE_SQL)
                 names = [c.name for c in cur.description or []]
                 report.overdue_heartbeats = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                cur = conn.execute(BREAKERS_SQL)
+                names = [c.name for c in cur.description or []]
+                report.open_breakers = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except psycopg.Error as exc:
             report.problems.append(f"database: {mask_urls_in(str(exc))}")
     try:
@@ -128,6 +138,11 @@ def collect(settings: Settings) -> StatusReport:
     for connector in report.connectors:
         if not connector["running"]:
             report.problems.append(f"connector {connector['name']} is {connector['state']}")
+    for breaker in report.open_breakers:
+        report.problems.append(
+            f"critical: circuit breaker open for agent {breaker['agent']} on drift {breaker['fingerprint']}: "
+            f"{breaker['reason']}"
+        )
     if report.overdue_heartbeats:
         report.problems.append(f"{len(report.overdue_heartbeats)} heartbeat(s) overdue")
     for relay in report.relays:
@@ -154,6 +169,7 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
                 "relays": report.relays,
                 "overdue_heartbeats": report.overdue_heartbeats,
                 "connectors": report.connectors,
+                "open_breakers": report.open_breakers,
             }
         )
         return report.healthy

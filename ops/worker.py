@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 import faust
 
+from agents import drift
 from agents.api import AgentSpec, load_modules
 from agents.worker import WorkerRuntime, build_app
-from ops import migrations
+from ops import http, migrations
 from ops.services import stack
 from schemas.errors import ConfigurationError
 from streams.catalog import CATALOG, TopicSpec
+from streams.drift_policy import load_policy
 from streams.logs import apply_log_levels
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -24,7 +26,10 @@ def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[
     """Start or attach the stack, migrate, load the agents and create every topic they need."""
     resolved = stack.up(settings)
     migrations.upgrade(resolved.require_database_url())
-    specs = load_modules([*settings.agent_modules, *modules])
+    if settings.builtin_agents:
+        drift.configure(load_policy(settings.drift_policy))
+    builtin = list(drift.MODULES) if settings.builtin_agents else []
+    specs = load_modules([*builtin, *settings.agent_modules, *modules])
     if not specs:
         raise ConfigurationError("no agents to run: pass -A your.module or set VIGIL_AGENTS")
     subscribed = sorted({t for spec in specs for t in spec.topics} - {s.name for s in CATALOG})
@@ -38,6 +43,7 @@ def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
     app = build_app(resolved, specs, runtime)
+    app.task(http.task(resolved))
     log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

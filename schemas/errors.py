@@ -60,3 +60,11 @@ class OutputError(VigilError):
 
 class HandlerContractError(VigilError):
     """A handler did something the unit of work owns (committing or rolling back its transaction)."""
+
+
+class IngestRejected(VigilError):
+    """An HTTP ingest request refused: ``status`` is the HTTP status to answer, the message the reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

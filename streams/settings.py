@@ -85,7 +85,16 @@ class Settings(BaseSettings):
     )
     agents: str = Field("", description="Comma-separated modules with user agents (same as -A).")
     http_port: int = Field(6066, ge=1, le=65535, description="Port of ingest, dashboard and /metrics.")
+    http_host: str | None = Field(
+        None, description="Address the HTTP ingest listens on; unset: 127.0.0.1 (loopback only)."
+    )
     drift_policy: Path | None = Field(None, description="TOML drift policy; unset: packaged defaults.")
+    builtin_agents: bool = Field(
+        True, description="Run the built-in drift agents (router, investigate, remediate) in `vigil worker`."
+    )
+    ingest_max_bytes: int = Field(
+        1_000_000, ge=1, description="Largest HTTP ingest request body accepted (413 past it)."
+    )
 
     app_id: str = Field(
         "vigil",

@@ -43,6 +43,8 @@ def start_worker(
             "VIGIL_TEST_TOPIC": topic,
             "VIGIL_TEST_AGENT": agent_name,
             "PYTHONPATH": str(ROOT),
+            # The built-in drift agents would read the shared drift topics: only drift tests want them.
+            "VIGIL_BUILTIN_AGENTS": "false",
         }
     )
     env.update(extra_env or {})

@@ -43,9 +43,19 @@ def test_every_subcommand_exists(group: str, subs: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["replay", "drift.events"], ["drift", "publish"], ["schedule", "list"], ["heartbeat", "list"]],
+    [["replay", "drift.events"], ["schedule", "list"], ["heartbeat", "list"]],
 )
 def test_unbuilt_commands_say_so_and_exit_non_zero(argv: list[str]) -> None:
     result = runner.invoke(app, argv)
     assert result.exit_code == 2
     assert "has not landed yet" in result.output
+
+
+def test_drift_publish_checks_its_arguments_before_touching_kafka() -> None:
+    result = runner.invoke(app, ["drift", "publish"])
+    assert result.exit_code == 2 and "--source" in result.output
+    bad = runner.invoke(
+        app, ["drift", "publish", "--source", "s", "--metric", "m", "--value", "1", "--label", "oops"]
+    )
+    assert bad.exit_code != 0
+    assert isinstance(bad.exception, Exception) and "name=value" in str(bad.exception)

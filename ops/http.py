@@ -1,0 +1,99 @@
+"""The HTTP ingest on ``VIGIL_HTTP_PORT`` (served by ``vigil worker``, hence by ``vigil up``).
+
+``POST /ingest/drift``, ``/ingest/alertmanager``, ``/ingest/grafana``: authenticated (bearer token
+or HMAC, constant-time, :func:`streams.drift_ingest.authenticate`), size-limited (413 past
+``VIGIL_INGEST_MAX_BYTES``), validated (400/422 with the reason), answered 202 only after Kafka
+acknowledged every event (503 when it cannot: the sender retries, and the ids make the retry
+harmless). ``GET /healthz`` answers liveness. The token is never logged: requests are logged by
+path and status only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from schemas.errors import IngestRejected, RetryableError, ServiceError
+from streams.drift_ingest import authenticate, parse_body
+from streams.drift_publish import DriftPublisher
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KINDS = ("drift", "alertmanager", "grafana")
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def make_web_app(settings: Settings, publisher: DriftPublisher) -> web.Application:
+    token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+    limit = settings.ingest_max_bytes
+    # aiohttp also refuses a body over client_max_size while reading it (a chunked body has no
+    # Content-Length to check first).
+    app = web.Application(client_max_size=limit)
+
+    async def ingest(request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        if kind not in KINDS:
+            return _error(404, f"no ingest named {kind!r}: use {', '.join(KINDS)}")
+        if request.content_length is not None and request.content_length > limit:
+            return _error(413, f"body of {request.content_length} bytes is over the limit of {limit}")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body is over the limit of {limit} bytes")
+        try:
+            authenticate(dict(request.headers), body, token)
+            records = parse_body(kind, body)
+        except IngestRejected as exc:
+            log.info("ingest %s: refused with %d: %s", kind, exc.status, exc.message)
+            return _error(exc.status, exc.message)
+        try:
+            ids = await asyncio.to_thread(publisher.publish_records, records, timeout=10.0)
+        except (RetryableError, ServiceError) as exc:
+            log.warning("ingest %s: Kafka did not acknowledge %d event(s): %s", kind, len(records), exc)
+            return _error(503, f"Kafka did not acknowledge the events, retry later: {exc}")
+        log.info("ingest %s: %d event(s) published", kind, len(ids))
+        return web.json_response({"ids": ids}, status=202)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "ingest": "enabled" if token else "disabled (no token)"})
+
+    app.router.add_post("/ingest/{kind}", ingest)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve(settings: Settings, publisher: DriftPublisher | None = None) -> None:
+    """Serve until cancelled. A busy port is logged and leaves the worker's agents running."""
+    own = publisher or DriftPublisher(settings)
+    runner = web.AppRunner(make_web_app(settings, own), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, "127.0.0.1" if settings.http_host is None else settings.http_host, settings.http_port
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error("HTTP ingest not started: port %d: %s (set VIGIL_HTTP_PORT)", settings.http_port, exc)
+            return
+        log.warning("HTTP ingest on port %d", settings.http_port)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(own.close)
+
+
+def task(settings: Settings) -> Any:
+    """A Faust app task that serves the ingest inside the worker's event loop."""
+
+    async def vigil_http() -> None:
+        await serve(settings)
+
+    return vigil_http
