@@ -26,13 +26,14 @@ from agents.ledger import LedgerReader, ProcessedTable
 from agents.outputs import KafkaOutputs
 from agents.prune import prune_processed_events
 from agents.relay import OutboxRelay
+from agents.scheduler import Scheduler
 from agents.unit_of_work import Item, UnitOfWork
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.settings import Settings
-from streams.views import MessageParts, headers_to_dict, view_of
+from streams.views import MessageParts, addressed_elsewhere, headers_to_dict, view_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class WorkerRuntime:
     table: ProcessedTable
     ledger: LedgerReader | None = None
     relay: OutboxRelay | None = None
+    scheduler: Scheduler | None = None
     admin: AdminClient | None = None
     stats: dict[str, int] = field(default_factory=dict)
     #: Broker ids of the topics consumed, for the ids of messages that carry none.
@@ -80,7 +82,12 @@ class WorkerRuntime:
         if settings.outbox_relay:
             relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
         outputs = KafkaOutputs(producer, codec, installation=installation)
-        return cls(settings, engine, outputs, table, ledger, relay, admin=make_admin(settings))
+        scheduler = None
+        if settings.scheduler:
+            scheduler = Scheduler(settings, settings.require_database_url(), make_producer(settings), codec)
+        return cls(
+            settings, engine, outputs, table, ledger, relay, scheduler=scheduler, admin=make_admin(settings)
+        )
 
     async def topic_id(self, topic: str) -> str | None:
         """The broker's id of ``topic``, looked up once per worker."""
@@ -98,6 +105,12 @@ class WorkerRuntime:
             relay = self.relay
             thread = threading.Thread(
                 target=relay.run, args=(self._stop,), name="vigil-outbox-relay", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self.scheduler is not None:
+            thread = threading.Thread(
+                target=self.scheduler.run, args=(self._stop,), name="vigil-scheduler", daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -146,6 +159,9 @@ async def run_batch(
             runtime.count("poison", 1)
             continue
         if view is None:  # a tombstone: nothing to do
+            continue
+        if addressed_elsewhere(view, spec.name):
+            runtime.count("ticks_for_others", 1)
             continue
         if runtime.table.known(spec.name, view.event_id):
             runtime.count("skipped_by_ledger", 1)

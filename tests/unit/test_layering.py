@@ -36,6 +36,7 @@ PURE_MODULES = [
     "streams/naming.py",
     "streams/headers.py",
     "streams/redact.py",
+    "streams/schedule_maths.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
