@@ -74,6 +74,8 @@ class Round:
     fired: dict[str, list[datetime]] = field(default_factory=dict)
     skipped: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
+    #: The database's clock when each schedule was decided.
+    decided_at: dict[str, datetime] = field(default_factory=dict)
 
 
 def state_of(row: dict[str, Any], in_flight: bool) -> State:
@@ -169,6 +171,7 @@ class Scheduler:
                     continue
                 decision = self._fire(conn, row)
             done.decisions[schedule_id] = decision
+            done.decided_at[schedule_id] = row["now"]
             if decision.fire:
                 done.fired[schedule_id] = decision.fire
             if decision.skipped:
