@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -132,6 +134,8 @@ class Scheduler:
         self.codec = codec
         self.topic = topic
         self.grace = timedelta(seconds=settings.scheduler_grace_s)
+        #: Recorded with every slot this scheduler decides (which of several schedulers did).
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
 
     def _connection(self) -> psycopg.Connection[dict[str, Any]]:
@@ -250,9 +254,15 @@ class Scheduler:
         claimed: list[datetime] = []
         if row["buffered_slot_at"] is not None and row["buffered_slot_at"] in decision.fire:
             buffered = conn.execute(
-                "UPDATE vigil.schedule_slots SET status = 'fired', event_id = %s, decided_at = now() "
-                "WHERE schedule = %s AND slot_time = %s AND status = 'buffered' RETURNING slot_time",
-                (event_id_for(row, row["buffered_slot_at"]), schedule_id, row["buffered_slot_at"]),
+                "UPDATE vigil.schedule_slots SET status = 'fired', event_id = %s, decided_at = now(), "
+                "decided_by = %s WHERE schedule = %s AND slot_time = %s AND status = 'buffered' "
+                "RETURNING slot_time",
+                (
+                    event_id_for(row, row["buffered_slot_at"]),
+                    self.identity,
+                    schedule_id,
+                    row["buffered_slot_at"],
+                ),
             ).fetchone()
             if buffered is not None:
                 claimed.append(row["buffered_slot_at"])
@@ -264,9 +274,9 @@ class Scheduler:
             rows.append((decision.buffered, "buffered", None))
         for slot, status, event_id in rows:
             inserted = conn.execute(
-                "INSERT INTO vigil.schedule_slots (schedule, slot_time, status, event_id) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING slot_time",
-                (schedule_id, slot, status, event_id),
+                "INSERT INTO vigil.schedule_slots (schedule, slot_time, status, event_id, decided_by) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING slot_time",
+                (schedule_id, slot, status, event_id, self.identity),
             ).fetchone()
             if inserted is not None and status == "fired":
                 claimed.append(slot)

@@ -37,6 +37,7 @@ PURE_MODULES = [
     "streams/headers.py",
     "streams/redact.py",
     "streams/schedule_maths.py",
+    "streams/predicates.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",

@@ -42,6 +42,7 @@ def upgrade() -> None:
             status     text        NOT NULL
                 CHECK (status IN ('fired', 'skipped_overlap', 'skipped_missed', 'buffered')),
             event_id   text,
+            decided_by text,
             decided_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (schedule, slot_time)
         );
