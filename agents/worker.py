@@ -28,6 +28,7 @@ from agents.prune import prune_processed_events
 from agents.relay import OutboxRelay
 from agents.scheduler import Scheduler
 from agents.unit_of_work import Item, UnitOfWork
+from agents.watches import WatchRunner
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
@@ -49,6 +50,7 @@ class WorkerRuntime:
     ledger: LedgerReader | None = None
     relay: OutboxRelay | None = None
     scheduler: Scheduler | None = None
+    watches: WatchRunner | None = None
     admin: AdminClient | None = None
     stats: dict[str, int] = field(default_factory=dict)
     #: Broker ids of the topics consumed, for the ids of messages that carry none.
@@ -82,11 +84,21 @@ class WorkerRuntime:
         if settings.outbox_relay:
             relay = OutboxRelay(settings, settings.require_database_url(), make_producer(settings))
         outputs = KafkaOutputs(producer, codec, installation=installation)
-        scheduler = None
+        scheduler = watches = None
         if settings.scheduler:
-            scheduler = Scheduler(settings, settings.require_database_url(), make_producer(settings), codec)
+            url = settings.require_database_url()
+            scheduler = Scheduler(settings, url, make_producer(settings), codec)
+            watches = WatchRunner(settings, url, make_producer(settings), codec)
         return cls(
-            settings, engine, outputs, table, ledger, relay, scheduler=scheduler, admin=make_admin(settings)
+            settings,
+            engine,
+            outputs,
+            table,
+            ledger,
+            relay,
+            scheduler=scheduler,
+            watches=watches,
+            admin=make_admin(settings),
         )
 
     async def topic_id(self, topic: str) -> str | None:
@@ -108,12 +120,11 @@ class WorkerRuntime:
             )
             thread.start()
             self._threads.append(thread)
-        if self.scheduler is not None:
-            thread = threading.Thread(
-                target=self.scheduler.run, args=(self._stop,), name="vigil-scheduler", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        for name, part in (("vigil-scheduler", self.scheduler), ("vigil-watches", self.watches)):
+            if part is not None:
+                thread = threading.Thread(target=part.run, args=(self._stop,), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     async def close(self) -> None:
         self._stop.set()

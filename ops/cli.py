@@ -34,6 +34,7 @@ connectors_app = typer.Typer(
 drift_app = typer.Typer(help="Publish drift events; run drift detectors.", no_args_is_help=True)
 inspect_app = typer.Typer(help="Topics, consumer groups and decoded messages.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Cron, interval and one-shot schedules.", no_args_is_help=True)
+watch_app = typer.Typer(help="Future conditions on a topic, with a deadline.", no_args_is_help=True)
 heartbeat_app = typer.Typer(help="Expected heartbeats and absence alerts.", no_args_is_help=True)
 review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
 db_app = typer.Typer(help="Vigil's Postgres schema.", no_args_is_help=True)
@@ -43,6 +44,7 @@ for sub, name in (
     (drift_app, "drift"),
     (inspect_app, "inspect"),
     (schedule_app, "schedule"),
+    (watch_app, "watch"),
     (heartbeat_app, "heartbeat"),
     (review_app, "review"),
     (db_app, "db"),
@@ -323,6 +325,38 @@ def schedule_resume(name: str) -> None:
     from ops import schedules
 
     schedules.set_paused(settings(), console, name, paused=False)
+
+
+@watch_app.command("add")
+def watch_add(
+    name: str,
+    topic: Annotated[str, typer.Option("--topic", help="The topic whose events may match.")],
+    match: Annotated[str, typer.Option("--match", help='Predicate, e.g. after.status == "done".')],
+    by: Annotated[str, typer.Option("--by", help="Deadline: a wall time (03:00), ISO 8601 or +DURATION.")],
+    then_agent: Annotated[str, typer.Option("--then-agent", help="The agent a match is handed to.")],
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of --by.")] = "UTC",
+) -> None:
+    """Arm a watch: the first matching event goes to --then-agent; none by the deadline raises a
+    critical alert."""
+    from ops import watches
+
+    watches.add(settings(), console, name, topic=topic, match=match, by=by, tz=tz, agent=then_agent)
+
+
+@watch_app.command("list")
+def watch_list(as_json: JsonFlag = False) -> None:
+    """Watches and their states (armed, matched, handed_off, expired)."""
+    from ops import watches
+
+    watches.list_watches(settings(), console, as_json=as_json)
+
+
+@watch_app.command("remove")
+def watch_remove(name: str) -> None:
+    """Remove a watch."""
+    from ops import watches
+
+    watches.remove(settings(), console, name)
 
 
 @heartbeat_app.command("expect")

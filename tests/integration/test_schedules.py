@@ -357,3 +357,116 @@ def test_a_wakeup_fires_once_at_its_time_only_if_its_run_committed(
     print(
         f"wakeup fired {lateness.total_seconds():.3f}s after its time; ran {woken[0]['started_at'] - woken[0]['slot_time']} after"
     )
+
+
+def drift_alerts(stack: Settings, alert_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every ``drift.events`` record with id ``alert_id`` (read from the start, until caught up)."""
+    from schemas.codec import Codec
+    from streams.kafka import make_consumer
+
+    codec = Codec()
+    consumer = make_consumer(stack, f"drift-reader-{time.monotonic_ns()}")
+    consumer.subscribe(["drift.events"])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                if found and time.monotonic() - idle_since > 3:
+                    break
+                continue
+            idle_since = time.monotonic()
+            record = codec.decode(msg.value()).record
+            if record["id"] == alert_id:
+                found.append(record)
+    finally:
+        consumer.close()
+    return found
+
+
+def watch_state(db: str, name: str) -> str:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT state FROM vigil.watches WHERE name = %s", (name,)).fetchone()
+    return str(row[0]) if row else "absent"
+
+
+@pytest.mark.timeout(240)
+def test_a_matched_watch_hands_off_once_and_an_expired_one_raises_one_critical_alert(
+    stack: Settings, fresh_database: str, unique: str, tmp_path: Path
+) -> None:
+    from streams.catalog import TopicSpec
+    from streams.kafka import make_producer
+    from streams.topics import ensure_topics
+
+    topic = f"cdc.{unique}.backups"
+    ensure_topics(stack, [TopicSpec(topic, "test CDC topic", 1)])
+    proc, log = start_ticker(stack, fresh_database, unique, tmp_path)
+    done, late = f"{unique}-done", f"{unique}-late"
+    try:
+        vigil(
+            stack,
+            fresh_database,
+            "watch",
+            "add",
+            done,
+            "--topic",
+            topic,
+            "--match",
+            'after.status == "done" and source.table == "backups"',
+            "--by",
+            "+120s",
+            "--then-agent",
+            unique,
+        )
+        vigil(
+            stack,
+            fresh_database,
+            "watch",
+            "add",
+            late,
+            "--topic",
+            topic,
+            "--match",
+            'after.status == "never"',
+            "--by",
+            "+8s",
+            "--then-agent",
+            unique,
+        )
+        producer = make_producer(stack)
+
+        def change(lsn: int, status: str) -> None:
+            # Debezium's JSON change event, as Kafka Connect writes it (no vigil-event-id header).
+            value = {
+                "op": "u",
+                "before": None,
+                "after": {"id": 1, "status": status},
+                "source": {"name": "cdc", "schema": unique, "table": "backups", "lsn": lsn},
+                "ts_ms": 1,
+            }
+            producer.produce(topic, key=json.dumps({"id": 1}).encode(), value=json.dumps(value).encode())
+
+        change(100, "running")
+        change(101, "done")
+        change(102, "done")  # a second match: the watch was already matched
+        change(101, "done")  # the first match again (redelivery)
+        assert producer.flush(30) == 0
+        wait_until(lambda: watch_state(fresh_database, done) == "handed_off", 90, "the hand-off", proc, log)
+        wait_until(lambda: watch_state(fresh_database, late) == "expired", 60, "the expiry", proc, log)
+        handed = lambda: runs(fresh_database, f"watch:{done}")  # noqa: E731
+        wait_until(lambda: len(handed()) >= 1, 60, "the agent to run the hand-off", proc, log)
+        listed = json.loads(vigil(stack, fresh_database, "watch", "list", "--json").stdout)
+        assert {w["name"]: w["state"] for w in listed} == {done: "handed_off", late: "expired"}
+        time.sleep(2)  # a window in which a second hand-off would show up
+    finally:
+        stop(proc)
+    handed_off = runs(fresh_database, f"watch:{done}")
+    assert len(handed_off) == 1, handed_off
+    payload = handed_off[0]["payload"]
+    assert payload["watch"] == done and payload["event"]["after"] == {"id": 1, "status": "done"}
+    alerts = drift_alerts(stack, f"watch:{late}:expired")
+    assert len(alerts) == 1, alerts
+    assert alerts[0]["severity"] == "critical" and alerts[0]["source"] == "vigil"
+    assert alerts[0]["labels"]["watch"] == late
