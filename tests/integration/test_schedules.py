@@ -90,6 +90,12 @@ def test_a_schedule_ticks_only_its_agent_once_per_slot(
         listed = json.loads(vigil(stack, fresh_database, "schedule", "list", "--json").stdout)
         assert [s["id"] for s in listed] == ["every-second"]
         assert listed[0]["next_fire_at"] is not None and listed[0]["agent"] == unique
+        with psycopg.connect(fresh_database, row_factory=dict_row) as conn:
+            beat = conn.execute(
+                "SELECT * FROM vigil.heartbeats WHERE name = 'schedule:every-second'"
+            ).fetchone()
+        assert beat is not None and beat["last_beat_at"] is not None and beat["every_seconds"] == 1.0, beat
+        assert beat["next_expected_at"] > beat["last_beat_at"]
         vigil(stack, fresh_database, "schedule", "pause", "every-second")
         vigil(stack, fresh_database, "schedule", "remove", "every-second")
     finally:
