@@ -150,7 +150,7 @@ def test_two_schedulers_and_a_one_second_cron_for_30s_give_exactly_one_tick_per_
     # A generous grace: a scheduler stalled by the shared machine must not count slots as missed.
     env = {"VIGIL_SCHEDULER_GRACE_S": "5"}
     workers = [start_ticker(stack, fresh_database, unique, tmp_path, n, **env) for n in range(2)]
-    name = "every-second"
+    name = f"{unique}-cron"  # vigil.ticks is shared by every test of the session: a name of its own
     try:
         vigil(
             stack,
@@ -224,7 +224,7 @@ def test_a_slow_job_under_skip_never_runs_twice_at_once_and_skipped_slots_are_re
 
 @pytest.mark.timeout(240)
 def test_misfire_policies_after_the_scheduler_was_down_for_ten_slots(
-    stack: Settings, fresh_database: str
+    stack: Settings, fresh_database: str, unique: str
 ) -> None:
     import threading
 
@@ -239,7 +239,7 @@ def test_misfire_policies_after_the_scheduler_was_down_for_ten_slots(
             fresh_database,
             "schedule",
             "add",
-            f"m-{policy}",
+            f"{unique}-{policy}",
             "--every",
             "1s",
             "--agent",
@@ -255,19 +255,21 @@ def test_misfire_policies_after_the_scheduler_was_down_for_ten_slots(
     thread.start()
     try:
         wait_until(
-            lambda: all(len(slots(fresh_database, f"m-{p}")) >= 2 for p in ("run_once", "skip", "catch_up")),
+            lambda: all(
+                len(slots(fresh_database, f"{unique}-{p}")) >= 2 for p in ("run_once", "skip", "catch_up")
+            ),
             30,
             "two slots of each schedule",
         )
     finally:
         stop_flag.set()
         thread.join(10)
-    before = {p: len(slots(fresh_database, f"m-{p}")) for p in ("run_once", "skip", "catch_up")}
+    before = {p: len(slots(fresh_database, f"{unique}-{p}")) for p in ("run_once", "skip", "catch_up")}
     time.sleep(10.5)  # the outage itself: ten slots pass with no scheduler running
     after_restart = Scheduler(settings, fresh_database, make_producer(settings), Codec()).run_round()
     grace = timedelta(seconds=1)
     for policy in ("run_once", "skip", "catch_up"):
-        name = f"m-{policy}"
+        name = f"{unique}-{policy}"
         decision = after_restart.decisions[name]
         now = after_restart.decided_at[name]
         missed_fired = [s for s in decision.fire if now - s > grace]
