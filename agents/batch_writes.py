@@ -160,10 +160,12 @@ async def write_reviews(driver: Any, agent: str, reviews: Sequence[ReviewRecord]
         )
 
 
-async def write_wakeups(driver: Any, wakeups: Sequence[Wakeup]) -> None:
+async def write_wakeups(driver: Any, agent: str, wakeups: Sequence[Wakeup]) -> None:
+    """One-shot schedules delivered as a ``Tick`` to ``agent``; in the run's transaction, so a run
+    that rolls back leaves none. Wakeups never skip for overlap and fire even when late."""
     for wakeup in wakeups:
         await driver.execute(
-            "INSERT INTO vigil.schedules (id, kind, expression, payload, next_fire_at) "
-            "VALUES (%s, 'wakeup', %s, %s::jsonb, %s) ON CONFLICT (id) DO NOTHING",
-            (wakeup.id, wakeup.at.isoformat(), json.dumps(wakeup.payload, default=str), wakeup.at),
+            "INSERT INTO vigil.schedules (id, kind, expression, payload, next_fire_at, agent, overlap) "
+            "VALUES (%s, 'wakeup', %s, %s::jsonb, %s, %s, 'allow') ON CONFLICT (id) DO NOTHING",
+            (wakeup.id, wakeup.at.isoformat(), json.dumps(wakeup.payload, default=str), wakeup.at, agent),
         )

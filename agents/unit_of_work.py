@@ -292,7 +292,7 @@ class UnitOfWork:
         await batch_writes.write_outbox(driver, outbox)
         await batch_writes.write_runs(driver, self.spec.name, runs)
         await batch_writes.write_reviews(driver, self.spec.name, reviews)
-        await batch_writes.write_wakeups(driver, wakeups)
+        await batch_writes.write_wakeups(driver, self.spec.name, wakeups)
 
     # -- failures ----------------------------------------------------------------------------
 

@@ -28,14 +28,16 @@ from agents.prune import prune_all
 from agents.prune_policy import Retentions, retention_warnings
 from agents.relay import OutboxRelay
 from agents.relay_health import RelayHealth
+from agents.scheduler import Scheduler
 from agents.unit_of_work import Item, UnitOfWork
+from agents.watches import WatchRunner
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.logs import apply_log_levels
 from streams.settings import Settings
-from streams.views import MessageParts, headers_to_dict, view_of
+from streams.views import MessageParts, addressed_elsewhere, headers_to_dict, view_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class WorkerRuntime:
     table: ProcessedTable
     ledger: LedgerReader | None = None
     relay: OutboxRelay | None = None
+    scheduler: Scheduler | None = None
+    watches: WatchRunner | None = None
     admin: AdminClient | None = None
     stats: dict[str, int] = field(default_factory=dict)
     #: Broker ids of the topics consumed, for the ids of messages that carry none.
@@ -90,7 +94,22 @@ class WorkerRuntime:
                 unhealthy_after_s=settings.relay_unhealthy_after_s,
             )
         outputs = KafkaOutputs(producer, codec, installation=installation)
-        return cls(settings, engine, outputs, table, ledger, relay, admin=make_admin(settings))
+        scheduler = watches = None
+        if settings.scheduler:
+            url = settings.require_database_url()
+            scheduler = Scheduler(settings, url, make_producer(settings), codec)
+            watches = WatchRunner(settings, url, make_producer(settings), codec)
+        return cls(
+            settings,
+            engine,
+            outputs,
+            table,
+            ledger,
+            relay,
+            scheduler=scheduler,
+            watches=watches,
+            admin=make_admin(settings),
+        )
 
     async def topic_id(self, topic: str) -> str | None:
         """The broker's id of ``topic``, looked up once per worker."""
@@ -110,6 +129,11 @@ class WorkerRuntime:
             )
             self._relay_thread.start()
             self._threads.append(self._relay_thread)
+        for name, part in (("vigil-scheduler", self.scheduler), ("vigil-watches", self.watches)):
+            if part is not None:
+                thread = threading.Thread(target=part.run, args=(self._stop,), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def _run_relay(self, relay: OutboxRelay) -> None:
         try:
@@ -174,6 +198,9 @@ async def run_batch(
             runtime.count("poison", 1)
             continue
         if view is None:  # a tombstone: nothing to do
+            continue
+        if addressed_elsewhere(view, spec.name):
+            runtime.count("ticks_for_others", 1)
             continue
         if runtime.table.known(spec.name, view.event_id):
             runtime.count("skipped_by_ledger", 1)

@@ -34,6 +34,7 @@ connectors_app = typer.Typer(
 drift_app = typer.Typer(help="Publish drift events; run drift detectors.", no_args_is_help=True)
 inspect_app = typer.Typer(help="Topics, consumer groups and decoded messages.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Cron, interval and one-shot schedules.", no_args_is_help=True)
+watch_app = typer.Typer(help="Future conditions on a topic, with a deadline.", no_args_is_help=True)
 heartbeat_app = typer.Typer(help="Expected heartbeats and absence alerts.", no_args_is_help=True)
 review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
 db_app = typer.Typer(help="Vigil's Postgres schema.", no_args_is_help=True)
@@ -43,6 +44,7 @@ for sub, name in (
     (drift_app, "drift"),
     (inspect_app, "inspect"),
     (schedule_app, "schedule"),
+    (watch_app, "watch"),
     (heartbeat_app, "heartbeat"),
     (review_app, "review"),
     (db_app, "db"),
@@ -296,33 +298,113 @@ def drift_detect(
 
 
 @schedule_app.command("add")
-def schedule_add() -> None:
-    """Add a cron, --every or --at schedule."""
-    not_landed("schedule add", "no issue has built it yet")
+def schedule_add(
+    name: str,
+    agent: Annotated[str, typer.Option("--agent", help="The agent that receives the ticks.")],
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Cron line: 5 fields, or 6 with seconds last.")
+    ] = None,
+    tz: Annotated[
+        str, typer.Option("--tz", help="Time zone of --cron and of an --at without offset.")
+    ] = "UTC",
+    every: Annotated[str | None, typer.Option("--every", help="Interval: 30s, 5m, 1h30m.")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="One time: ISO 8601, or +DURATION.")] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="JSON given with every tick.")] = None,
+    overlap: Annotated[
+        str, typer.Option("--overlap", help="skip | buffer_one | allow: a slot due while a run is in flight.")
+    ] = "skip",
+    misfire: Annotated[
+        str,
+        typer.Option("--misfire", help="run_once | skip | catch_up: slots missed while no scheduler ran."),
+    ] = "run_once",
+    catch_up_window: Annotated[
+        str, typer.Option("--catch-up-window", help="How far back catch_up fires missed slots.")
+    ] = "1h",
+) -> None:
+    """Add a cron, --every or --at schedule whose ticks reach --agent."""
+    from ops import schedules
+
+    schedules.add(
+        settings(),
+        console,
+        name,
+        cron=cron,
+        every=every,
+        at=at,
+        tz=tz,
+        agent=agent,
+        payload=payload,
+        overlap=overlap,
+        misfire=misfire,
+        catch_up_window=catch_up_window,
+    )
 
 
 @schedule_app.command("list")
-def schedule_list() -> None:
-    """List schedules."""
-    not_landed("schedule list", "no issue has built it yet")
+def schedule_list(
+    as_json: JsonFlag = False,
+    wakeups: Annotated[bool, typer.Option("--wakeups", help="Agents' wakeups too.")] = False,
+) -> None:
+    """Schedules with their next fire times, fired and skipped slots."""
+    from ops import schedules
+
+    schedules.list_schedules(settings(), console, as_json=as_json, wakeups=wakeups)
 
 
 @schedule_app.command("remove")
-def schedule_remove() -> None:
-    """Remove a schedule."""
-    not_landed("schedule remove", "no issue has built it yet")
+def schedule_remove(name: str) -> None:
+    """Remove a schedule (its slot records and heartbeat too)."""
+    from ops import schedules
+
+    schedules.remove(settings(), console, name)
 
 
 @schedule_app.command("pause")
-def schedule_pause() -> None:
-    """Pause a schedule."""
-    not_landed("schedule pause", "no issue has built it yet")
+def schedule_pause(name: str) -> None:
+    """Pause a schedule: no ticks until it is resumed."""
+    from ops import schedules
+
+    schedules.set_paused(settings(), console, name, paused=True)
 
 
 @schedule_app.command("resume")
-def schedule_resume() -> None:
-    """Resume a schedule."""
-    not_landed("schedule resume", "no issue has built it yet")
+def schedule_resume(name: str) -> None:
+    """Resume a schedule from now (the slots of the pause are not fired)."""
+    from ops import schedules
+
+    schedules.set_paused(settings(), console, name, paused=False)
+
+
+@watch_app.command("add")
+def watch_add(
+    name: str,
+    topic: Annotated[str, typer.Option("--topic", help="The topic whose events may match.")],
+    match: Annotated[str, typer.Option("--match", help='Predicate, e.g. after.status == "done".')],
+    by: Annotated[str, typer.Option("--by", help="Deadline: a wall time (03:00), ISO 8601 or +DURATION.")],
+    then_agent: Annotated[str, typer.Option("--then-agent", help="The agent a match is handed to.")],
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of --by.")] = "UTC",
+) -> None:
+    """Arm a watch: the first matching event goes to --then-agent; none by the deadline raises a
+    critical alert."""
+    from ops import watches
+
+    watches.add(settings(), console, name, topic=topic, match=match, by=by, tz=tz, agent=then_agent)
+
+
+@watch_app.command("list")
+def watch_list(as_json: JsonFlag = False) -> None:
+    """Watches and their states (armed, matched, handed_off, expired)."""
+    from ops import watches
+
+    watches.list_watches(settings(), console, as_json=as_json)
+
+
+@watch_app.command("remove")
+def watch_remove(name: str) -> None:
+    """Remove a watch."""
+    from ops import watches
+
+    watches.remove(settings(), console, name)
 
 
 @heartbeat_app.command("expect")

@@ -137,6 +137,17 @@ class Settings(BaseSettings):
         description="Seconds the outbox relay may fail (or not finish a round) before the worker is unhealthy.",
     )
 
+    scheduler: bool = Field(
+        True, description="Run the scheduler (schedules, wakeups, watches) in the worker; several may run."
+    )
+    scheduler_poll_s: float = Field(0.25, gt=0, description="Seconds between the scheduler's rounds.")
+    scheduler_grace_s: float = Field(
+        2.0,
+        ge=0,
+        description="A slot later than this when a scheduler sees it was missed (no scheduler ran): "
+        "its schedule's misfire policy applies.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -245,3 +245,12 @@ def view_of(parts: MessageParts, codec: Codec | None = None) -> EventView | None
     ):
         return record_event(parts, codec)
     return raw_event(parts)
+
+
+def addressed_elsewhere(view: EventView, agent: str) -> bool:
+    """Whether ``view`` is a ``Tick`` for another agent: every agent on ``vigil.ticks`` receives
+    every tick, and runs only those that name it (or name no agent)."""
+    if not isinstance(view, RecordEvent) or view.type != "Tick":
+        return False
+    target = view.record.get("agent")
+    return target is not None and target != agent

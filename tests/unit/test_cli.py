@@ -19,6 +19,7 @@ CONTRACT = {
     "inspect": ["topics", "groups", "tail"],
     "status": [],
     "schedule": ["add", "list", "remove", "pause", "resume"],
+    "watch": ["add", "list", "remove"],
     "heartbeat": ["expect", "beat", "list"],
     "review": ["list", "approve", "reject"],
     "db": ["upgrade"],
@@ -43,7 +44,7 @@ def test_every_subcommand_exists(group: str, subs: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["replay", "drift.events"], ["schedule", "list"], ["heartbeat", "list"]],
+    [["replay", "drift.events"], ["heartbeat", "list"]],
 )
 def test_unbuilt_commands_say_so_and_exit_non_zero(argv: list[str]) -> None:
     result = runner.invoke(app, argv)
@@ -59,3 +60,41 @@ def test_drift_publish_checks_its_arguments_before_touching_kafka() -> None:
     )
     assert bad.exit_code != 0
     assert isinstance(bad.exception, Exception) and "name=value" in str(bad.exception)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["schedule", "add", "s", "--agent", "a"],  # no --cron, --every or --at
+        ["schedule", "add", "s", "--agent", "a", "--cron", "* * *"],
+        ["schedule", "add", "s", "--agent", "a", "--every", "5x"],
+        ["schedule", "add", "s", "--agent", "a", "--every", "5s", "--tz", "Mars/Olympus"],
+        ["schedule", "add", "s", "--agent", "a", "--every", "5s", "--overlap", "sometimes"],
+        [
+            "watch",
+            "add",
+            "w",
+            "--topic",
+            "t",
+            "--match",
+            "__import__('os')",
+            "--by",
+            "03:00",
+            "--then-agent",
+            "a",
+        ],
+    ],
+)
+def test_bad_schedules_and_watches_are_refused_before_touching_the_database(argv: list[str]) -> None:
+    import sys
+
+    from ops.cli import main
+
+    old = sys.argv
+    sys.argv = ["vigil", *argv]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = old
+    assert exit_info.value.code == 3  # a configuration error, with a message naming the fix

@@ -43,6 +43,8 @@ PURE_MODULES = [
     "streams/drift_events.py",
     "streams/drift_router.py",
     "streams/drift_ingest.py",
+    "streams/schedule_maths.py",
+    "streams/predicates.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",

@@ -105,3 +105,14 @@ def test_a_message_without_an_id_is_named_by_its_position_and_the_topics_id() ->
     assert event_id_of(parts) == "orders/2/41"
     recreated = MessageParts("orders", 2, 41, None, b"{}", topic_id="AAAAAAAAAAAAAAAAAAAAAg")
     assert event_id_of(recreated) == "orders@AAAAAAAAAAAAAAAAAAAAAg/2/41" != event_id_of(parts)
+
+
+def test_a_tick_reaches_only_the_agent_it_names() -> None:
+    from streams.views import RecordEvent, addressed_elsewhere
+
+    def tick(agent: str | None) -> RecordEvent:
+        return RecordEvent("e", "e", "vigil.ticks", 0, 0, {}, type="Tick", record={"agent": agent}, key=None)
+
+    assert addressed_elsewhere(tick("other"), "me")
+    assert not addressed_elsewhere(tick("me"), "me")
+    assert not addressed_elsewhere(tick(None), "me")

@@ -1,7 +1,7 @@
 """Drift routing state: incidents per fingerprint, the router's decisions, circuit breakers.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 revision = "0005"
 # The lead relinks the chain on merge (other branches add 0003 and 0004).
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
