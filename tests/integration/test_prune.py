@@ -17,6 +17,7 @@ from agents.db import as_engine
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.prune import prune_all, prune_processed_events
 from agents.prune_policy import Retentions
+from streams import headers
 from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
 
@@ -179,11 +180,14 @@ def test_pruned_processed_events_get_tombstones_and_the_ledger_forgets_them(
             ).fetchall()
         ]
     for key in keys:
-        producer.produce(topic, key=key.encode(), value=b"record")
+        producer.produce(topic, key=key.encode(), value=b"record", headers=[(headers.INSTALLATION, b"db")])
     assert producer.flush(15) == 0
     table = ProcessedTable()
     reader = LedgerReader(
-        make_consumer(stack, f"{unique}-ledger", **{"enable.auto.commit": False}), table, topic
+        make_consumer(stack, f"{unique}-ledger", **{"enable.auto.commit": False}),
+        table,
+        topic,
+        installation="db",
     )
     reader.start()
     try:
