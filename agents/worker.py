@@ -29,9 +29,11 @@ from agents.prune_policy import Retentions, retention_warnings
 from agents.relay import OutboxRelay
 from agents.relay_health import RelayHealth
 from agents.unit_of_work import Item, UnitOfWork
+from agents.watch import Monitor, WatchedAgent
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
+from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.logs import apply_log_levels
 from streams.settings import Settings
@@ -259,6 +261,46 @@ async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None 
         engine.dispose()
 
 
+def make_monitor(settings: Settings, specs: Sequence[AgentSpec]) -> Monitor:
+    """The absence and repeated-failures monitor of this worker, watching ``specs`` too."""
+    publisher = DriftPublisher(settings)
+    return Monitor(
+        as_engine(settings.require_database_url()),
+        publisher.publish_records,
+        agents=[
+            WatchedAgent(s.name, s.topics, s.alert_after_failures or settings.alert_after_failures)
+            for s in specs
+        ],
+        beat_every_s=settings.agent_beat_every_s,
+        beat_grace_s=settings.agent_beat_grace_s,
+        default_failures_in_a_row=settings.alert_after_failures,
+    )
+
+
+async def watch_periodically(
+    runtime: WorkerRuntime, monitor: Monitor, stop: asyncio.Event | None = None
+) -> None:
+    """Beat this worker's agents, raise and resolve absence and repeated-failure alerts.
+
+    A failed round (database or broker down) is logged and retried next round: the monitor's
+    claims roll back with it, so nothing is lost or raised twice.
+    """
+    settings = runtime.settings
+    last_beat = 0.0
+    loop = asyncio.get_running_loop()
+    while stop is None or not stop.is_set():
+        try:
+            if loop.time() - last_beat >= settings.agent_beat_every_s:
+                await asyncio.to_thread(monitor.beat_agents)
+                last_beat = loop.time()
+            for event_id in await asyncio.to_thread(monitor.round):
+                runtime.count("alerts_published", 1)
+                log.info("watch: published %s", event_id)
+        except Exception as exc:
+            log.warning("watch: round failed, retrying: %s", exc)
+        await asyncio.sleep(settings.watch_interval_s)
+
+
 HEALTH_EVERY_S = 5.0
 
 
@@ -298,9 +340,14 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     async def health() -> None:
         await watch_health(runtime)
 
+    async def watch() -> None:
+        monitor = await asyncio.to_thread(make_monitor, settings, specs)
+        await watch_periodically(runtime, monitor)
+
     app.task(start_runtime)
     app.task(prune)
     app.task(health)
+    app.task(watch)
     app.on_before_shutdown.connect(close_runtime)
 
     return app

@@ -4,7 +4,8 @@
 or HMAC, constant-time, :func:`streams.drift_ingest.authenticate`), size-limited (413 past
 ``VIGIL_INGEST_MAX_BYTES``), validated (400/422 with the reason), answered 202 only after Kafka
 acknowledged every event (503 when it cannot: the sender retries, and the ids make the retry
-harmless). ``GET /healthz`` answers liveness. The token is never logged: requests are logged by
+harmless). ``POST /heartbeat/NAME`` beats a declared heartbeat (same token; 404 for a name never
+declared). ``GET /healthz`` answers liveness. The token is never logged: requests are logged by
 path and status only.
 """
 
@@ -15,8 +16,12 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.errors import IngestRejected, RetryableError, ServiceError
+from agents import heartbeats
+from agents.db import as_engine
+from schemas.errors import ConfigurationError, IngestRejected, RetryableError, ServiceError
 from streams.drift_ingest import authenticate, parse_body
 from streams.drift_publish import DriftPublisher
 from streams.settings import Settings
@@ -30,7 +35,9 @@ def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-def make_web_app(settings: Settings, publisher: DriftPublisher) -> web.Application:
+def make_web_app(
+    settings: Settings, publisher: DriftPublisher, engine: Engine | None = None
+) -> web.Application:
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     limit = settings.ingest_max_bytes
     # aiohttp also refuses a body over client_max_size while reading it (a chunked body has no
@@ -61,10 +68,31 @@ def make_web_app(settings: Settings, publisher: DriftPublisher) -> web.Applicati
         log.info("ingest %s: %d event(s) published", kind, len(ids))
         return web.json_response({"ids": ids}, status=202)
 
+    async def heartbeat(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.read()
+        try:
+            authenticate(dict(request.headers), body, token)
+        except IngestRejected as exc:
+            return _error(exc.status, exc.message)
+        if engine is None:
+            return _error(503, "this server has no database: set VIGIL_DATABASE_URL")
+        try:
+            row = await asyncio.to_thread(heartbeats.beat, engine, name)
+        except ConfigurationError as exc:
+            return _error(404, str(exc))
+        except SQLAlchemyError as exc:
+            log.warning("heartbeat %s: database unavailable: %s", name, type(exc).__name__)
+            return _error(503, "the database is unavailable, retry later")
+        return web.json_response(
+            {"name": name, "next_expected_at": row["next_expected_at"].isoformat()}, status=200
+        )
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "ingest": "enabled" if token else "disabled (no token)"})
 
     app.router.add_post("/ingest/{kind}", ingest)
+    app.router.add_post("/heartbeat/{name}", heartbeat)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -72,7 +100,8 @@ def make_web_app(settings: Settings, publisher: DriftPublisher) -> web.Applicati
 async def serve(settings: Settings, publisher: DriftPublisher | None = None) -> None:
     """Serve until cancelled. A busy port is logged and leaves the worker's agents running."""
     own = publisher or DriftPublisher(settings)
-    runner = web.AppRunner(make_web_app(settings, own), access_log=None)
+    engine = as_engine(settings.database_url) if settings.database_url else None
+    runner = web.AppRunner(make_web_app(settings, own, engine), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(
@@ -88,6 +117,8 @@ async def serve(settings: Settings, publisher: DriftPublisher | None = None) -> 
     finally:
         await runner.cleanup()
         await asyncio.to_thread(own.close)
+        if engine is not None:
+            engine.dispose()
 
 
 def task(settings: Settings) -> Any:

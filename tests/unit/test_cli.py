@@ -43,7 +43,7 @@ def test_every_subcommand_exists(group: str, subs: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["replay", "drift.events"], ["schedule", "list"], ["heartbeat", "list"]],
+    [["replay", "drift.events"], ["schedule", "list"]],
 )
 def test_unbuilt_commands_say_so_and_exit_non_zero(argv: list[str]) -> None:
     result = runner.invoke(app, argv)
@@ -59,3 +59,11 @@ def test_drift_publish_checks_its_arguments_before_touching_kafka() -> None:
     )
     assert bad.exit_code != 0
     assert isinstance(bad.exception, Exception) and "name=value" in str(bad.exception)
+
+
+def test_heartbeat_expect_checks_its_durations_before_touching_the_database() -> None:
+    result = runner.invoke(app, ["heartbeat", "expect", "nightly", "--every", "soon", "--grace", "1m"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, Exception) and "30s, 5m" in str(result.exception)
+    missing = runner.invoke(app, ["heartbeat", "expect", "nightly"])
+    assert missing.exit_code == 2 and "--every" in missing.output

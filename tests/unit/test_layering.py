@@ -43,6 +43,7 @@ PURE_MODULES = [
     "streams/drift_events.py",
     "streams/drift_router.py",
     "streams/drift_ingest.py",
+    "streams/watch.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
