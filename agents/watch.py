@@ -143,17 +143,24 @@ class Monitor:
         #: Alerts this monitor raised and resolved, for logs, tests and metrics.
         self.published: list[str] = []
 
-    def beat_agents(self, alive: Callable[[str], bool] = lambda name: True) -> None:
-        """Beat ``agent:<name>`` for each agent that is alive (consuming, or with nothing to consume)."""
+    def beat_agents(
+        self,
+        alive: Callable[[str], bool] = lambda name: True,
+        extra: Callable[[str], dict[str, Any]] = lambda name: {},
+    ) -> None:
+        """Beat ``agent:<name>`` for each agent that is alive (consuming, or with nothing to consume);
+        ``extra`` adds to the row's detail (the lag measured)."""
         for watched in self.agents:
             if not alive(watched.name):
+                log.warning("agent %s has lag and committed nothing lately: not beating", watched.name)
                 continue
+            detail = {"alert_after_failures": watched.alert_after_failures, "topics": list(watched.topics)}
             system_beat(
                 self.engine,
                 f"agent:{watched.name}",
                 every_s=self.beat_every_s,
                 grace_s=self.beat_grace_s,
-                detail={"alert_after_failures": watched.alert_after_failures, "topics": list(watched.topics)},
+                detail={**detail, **extra(watched.name)},
             )
 
     def round(self) -> list[str]:
