@@ -44,6 +44,7 @@ PURE_MODULES = [
     "streams/drift_router.py",
     "streams/drift_ingest.py",
     "streams/watch.py",
+    "streams/doctor_checks.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
