@@ -36,6 +36,8 @@ class AgentSpec:
     concurrency: int = 1
     retries: int = 3
     batch_size: int = 500
+    #: Failed (dead-lettered) runs in a row that raise a critical alert; None: the worker's default.
+    alert_after_failures: int | None = None
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
@@ -49,17 +51,22 @@ def agent(
     concurrency: int = 1,
     retries: int = 3,
     batch_size: int = 500,
+    alert_after_failures: int | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` as an agent subscribed to ``topics``.
 
     ``retries`` is how many times a raising handler is tried in all before its event is
-    dead-lettered; ``concurrency`` is the number of Faust actors (ordering is per actor).
+    dead-lettered; ``concurrency`` is the number of Faust actors (ordering is per actor);
+    ``alert_after_failures`` runs dead-lettered in a row raise one critical alert (default
+    ``VIGIL_ALERT_AFTER_FAILURES``, 3), resolved by the next success.
     """
     topic_list = (topics,) if isinstance(topics, str) else tuple(topics)
     if not topic_list:
         raise ConfigurationError("@agent needs at least one topic")
-    if retries < 1 or concurrency < 1 or batch_size < 1:
-        raise ConfigurationError("@agent: retries, concurrency and batch_size must be at least 1")
+    if retries < 1 or concurrency < 1 or batch_size < 1 or (alert_after_failures or 1) < 1:
+        raise ConfigurationError(
+            "@agent: retries, concurrency, batch_size and alert_after_failures must be at least 1"
+        )
 
     def register(handler: Handler) -> Handler:
         agent_name = name or f"{handler.__module__}.{handler.__qualname__}"
@@ -78,6 +85,7 @@ def agent(
             concurrency=concurrency,
             retries=retries,
             batch_size=batch_size,
+            alert_after_failures=alert_after_failures,
         )
         return handler
 

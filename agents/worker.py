@@ -14,6 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import faust
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.api import AgentSpec
 from agents.db import as_engine, async_engine, installation_id
 from agents.ledger import LedgerReader, ProcessedTable
+from agents.metrics import Metrics
 from agents.outputs import KafkaOutputs
 from agents.prune import prune_all
 from agents.prune_policy import Retentions, retention_warnings
@@ -31,10 +33,13 @@ from agents.relay_health import RelayHealth
 from agents.scheduler import Scheduler
 from agents.unit_of_work import Item, UnitOfWork
 from agents.watches import WatchRunner
+from agents.watch import Monitor, WatchedAgent
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
+from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
+from streams.lag import group_lag, lag_probe
 from streams.logs import apply_log_levels
 from streams.settings import Settings
 from streams.views import MessageParts, addressed_elsewhere, headers_to_dict, view_of
@@ -60,9 +65,16 @@ class WorkerRuntime:
     topic_ids: dict[str, str | None] = field(default_factory=dict)
     #: Oldest message time (ms) of each batch not yet acked: pruning never goes past it.
     inflight: dict[int, int] = field(default_factory=dict)
+    #: Per agent, the loop time of its last committed batch (the absence check of a stuck agent).
+    progress: dict[str, float] = field(default_factory=dict)
+    #: Per agent, its consumer lag per topic as last measured (status, metrics).
+    lag: dict[str, dict[str, int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _relay_thread: threading.Thread | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    #: Loop time the runtime started (a worker just started has had no chance to consume yet).
+    started_at: float | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
@@ -121,6 +133,7 @@ class WorkerRuntime:
         return self.topic_ids[topic]
 
     def start(self) -> None:
+        self.started_at = asyncio.get_running_loop().time()
         if self.ledger is not None:
             self.ledger.start()
         if self.relay is not None:
@@ -189,6 +202,7 @@ async def run_batch(
 ) -> None:
     """Decode, skip known ids, run the unit of work, publish the ledger records. Does not ack."""
     items: list[Item] = []
+    skipped = 0
     for message in messages:
         parts = parts_of(message, await runtime.topic_id(message.topic))
         try:
@@ -204,9 +218,14 @@ async def run_batch(
             continue
         if runtime.table.known(spec.name, view.event_id):
             runtime.count("skipped_by_ledger", 1)
+            skipped += 1
             continue
         items.append(Item(parts, view))
     if not items:
+        runtime.metrics.observe_batch(
+            spec.name, consumed=len(messages), processed=0, duplicates=skipped, dead_lettered=0,
+            rejected=0, timestamps_ms=[],
+        )  # fmt: skip
         return
     batch_key = id(items)
     stamps = [item.parts.timestamp_ms for item in items if item.parts.timestamp_ms]
@@ -217,11 +236,21 @@ async def run_batch(
     finally:
         runtime.inflight.pop(batch_key, None)
     runtime.table.add(spec.name, result.processed)
+    runtime.progress[spec.name] = asyncio.get_running_loop().time()
     runtime.outputs.publish_processed(spec.name, items, result)
     runtime.count("succeeded", len(result.succeeded))
     runtime.count("duplicates", len(result.duplicates))
     runtime.count("dead_lettered", len(result.dead_lettered))
     runtime.count("rejected", len(result.rejected))
+    runtime.metrics.observe_batch(
+        spec.name,
+        consumed=len(messages),
+        processed=len(result.succeeded),
+        duplicates=skipped + len(result.duplicates),
+        dead_lettered=len(result.dead_lettered),
+        rejected=len(result.rejected),
+        timestamps_ms=stamps,
+    )
 
 
 def _agent_body(app: faust.App, spec: AgentSpec, runtime: WorkerRuntime) -> Callable[[Any], Awaitable[None]]:
@@ -286,6 +315,79 @@ async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None 
         engine.dispose()
 
 
+def make_monitor(settings: Settings, specs: Sequence[AgentSpec]) -> Monitor:
+    """The absence and repeated-failures monitor of this worker, watching ``specs`` too."""
+    publisher = DriftPublisher(settings)
+    return Monitor(
+        as_engine(settings.require_database_url()),
+        publisher.publish_records,
+        agents=[
+            WatchedAgent(s.name, s.topics, s.alert_after_failures or settings.alert_after_failures)
+            for s in specs
+        ],
+        beat_every_s=settings.agent_beat_every_s,
+        beat_grace_s=settings.agent_beat_grace_s,
+        default_failures_in_a_row=settings.alert_after_failures,
+    )
+
+
+async def watch_periodically(
+    runtime: WorkerRuntime, monitor: Monitor, stop: asyncio.Event | None = None
+) -> None:
+    """Beat this worker's agents, raise and resolve absence and repeated-failure alerts.
+
+    A failed round (database or broker down) is logged and retried next round: the monitor's
+    claims roll back with it, so nothing is lost or raised twice.
+    """
+    settings = runtime.settings
+    last_beat = 0.0
+    loop = asyncio.get_running_loop()
+    probe = await asyncio.to_thread(lag_probe, settings, settings.app_id)
+    while stop is None or not stop.is_set():
+        try:
+            if loop.time() - last_beat >= settings.agent_beat_every_s:
+                await _measure_lag(runtime, monitor, probe)
+                await asyncio.to_thread(
+                    monitor.beat_agents,
+                    partial(agent_alive, runtime, now=loop.time()),
+                    lambda name: {"lag": runtime.lag.get(name, {})},
+                )
+                last_beat = loop.time()
+            await asyncio.to_thread(runtime.metrics.refresh_from_database, monitor.engine)
+            for event_id in await asyncio.to_thread(monitor.round):
+                runtime.count("alerts_published", 1)
+                runtime.metrics.alerts.inc()
+                log.info("watch: published %s", event_id)
+        except Exception as exc:
+            log.warning("watch: round failed, retrying: %s", exc)
+        await asyncio.sleep(settings.watch_interval_s)
+
+
+async def _measure_lag(runtime: WorkerRuntime, monitor: Monitor, probe: Any) -> None:
+    for watched in monitor.agents:
+        try:
+            runtime.lag[watched.name] = await asyncio.to_thread(group_lag, probe, watched.topics)
+            runtime.metrics.set_lag(watched.name, runtime.lag[watched.name])
+        except Exception as exc:  # unknown lag is not evidence of a stuck agent: keep the last value
+            log.debug("watch: lag of %s not measured: %s", watched.name, exc)
+
+
+def agent_alive(runtime: WorkerRuntime, name: str, *, now: float) -> bool:
+    """An agent is alive when nothing waits for it, or it committed a batch within its grace.
+
+    An agent that stops consuming while its topics have lag therefore stops beating, and its
+    heartbeat ``agent:<name>`` goes overdue like any other.
+    """
+    waiting = sum(runtime.lag.get(name, {}).values())
+    if waiting == 0:
+        return True
+    last = runtime.progress.get(name)
+    settings = runtime.settings
+    window = settings.agent_beat_every_s + settings.agent_beat_grace_s
+    started = runtime.started_at if runtime.started_at is not None else now
+    return (last is not None and now - last <= window) or now - started <= window
+
+
 HEALTH_EVERY_S = 5.0
 
 
@@ -325,9 +427,14 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     async def health() -> None:
         await watch_health(runtime)
 
+    async def watch() -> None:
+        monitor = await asyncio.to_thread(make_monitor, settings, specs)
+        await watch_periodically(runtime, monitor)
+
     app.task(start_runtime)
     app.task(prune)
     app.task(health)
+    app.task(watch)
     app.on_before_shutdown.connect(close_runtime)
 
     return app

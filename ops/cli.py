@@ -408,21 +408,31 @@ def watch_remove(name: str) -> None:
 
 
 @heartbeat_app.command("expect")
-def heartbeat_expect() -> None:
-    """Declare an expected heartbeat (--every, --grace)."""
-    not_landed("heartbeat expect", "no issue has built it yet")
+def heartbeat_expect(
+    name: str,
+    every: Annotated[str, typer.Option("--every", help="Period between beats: 30s, 5m, 1h, 1d.")],
+    grace: Annotated[str, typer.Option("--grace", help="How late a beat may be before the alert.")],
+) -> None:
+    """Declare an expected heartbeat NAME: a beat every --every, one critical alert --grace after a miss."""
+    from ops.heartbeat_cli import expect
+
+    expect(settings(), console, name, every=every, grace=grace)
 
 
 @heartbeat_app.command("beat")
-def heartbeat_beat() -> None:
-    """Beat a heartbeat."""
-    not_landed("heartbeat beat", "no issue has built it yet")
+def heartbeat_beat(name: str) -> None:
+    """Beat the declared heartbeat NAME (also: POST /heartbeat/NAME)."""
+    from ops.heartbeat_cli import beat
+
+    beat(settings(), console, name)
 
 
 @heartbeat_app.command("list")
-def heartbeat_list() -> None:
-    """List heartbeats and whether they are overdue."""
-    not_landed("heartbeat list", "no issue has built it yet")
+def heartbeat_list(as_json: JsonFlag = False) -> None:
+    """List heartbeats, overdue ones first; exit 1 when one is overdue."""
+    from ops.heartbeat_cli import list_all
+
+    raise typer.Exit(0 if list_all(settings(), console, as_json=as_json) else 1)
 
 
 @review_app.command("list")

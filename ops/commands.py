@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import shutil
 
+import psycopg
+from confluent_kafka import KafkaException
 from rich.console import Console
 
 from agents.db import installation_id, new_installation_id
 from ops import migrations
+from ops.doctor import kafka_facts, postgres_facts
 from ops.output import print_json, print_table
 from ops.services import stack
 from ops.services.postgres import check_database
 from schemas.errors import VigilError
+from streams.doctor_checks import check_kafka, check_postgres
 from streams.kafka import check_broker, make_admin
 from streams.redact import mask_url, mask_urls_in
 from streams.settings import Settings
@@ -141,15 +145,29 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
         try:
             wal_level = check_database(resolved.database_url)
             add("postgres", wal_level == "logical", f"wal_level={wal_level} (CDC needs logical)")
+            facts = postgres_facts(resolved.database_url)
+            for problem in check_postgres(facts):
+                if "wal_level" not in problem.message:  # already said above
+                    add(problem.part, False, f"{problem.message}; fix: {problem.fix}")
+            free = facts.max_replication_slots - len(facts.slots)
+            add("postgres", True, f"{free} of {facts.max_replication_slots} replication slots free")
         except VigilError as exc:
             add("postgres", False, str(exc))
+        except psycopg.Error as exc:
+            add("postgres", False, mask_urls_in(str(exc)))
     if resolved.kafka_bootstrap is None or broker_down:
         add("kafka", False, "embedded broker is not running: `vigil services up`")
     else:
         try:
             add("kafka", True, f"{check_broker(resolved)} broker(s) at {resolved.kafka_bootstrap}")
+            window_s = settings.processed_retention_days * 86400
+            for problem in check_kafka(kafka_facts(resolved), dedup_window_s=window_s):
+                # The embedded broker's gaps are known limitations (named below), not a broken setup.
+                add(problem.part, settings.uses_embedded_broker, f"{problem.message}; fix: {problem.fix}")
         except VigilError as exc:
             add("kafka", False, str(exc))
+        except KafkaException as exc:
+            add("kafka", False, f"could not read the broker's configuration: {exc}")
     if settings.uses_embedded_broker:
         add(
             "kafka",

@@ -4,7 +4,10 @@
 or HMAC, constant-time, :func:`streams.drift_ingest.authenticate`), size-limited (413 past
 ``VIGIL_INGEST_MAX_BYTES``), validated (400/422 with the reason), answered 202 only after Kafka
 acknowledged every event (503 when it cannot: the sender retries, and the ids make the retry
-harmless). ``GET /healthz`` answers liveness. The token is never logged: requests are logged by
+harmless). ``POST /heartbeat/NAME`` beats a declared heartbeat (same token; 404 for a name never
+declared). ``GET /metrics`` is the worker's Prometheus exposition. ``GET /healthz`` checks each part
+(database, broker, outbox relay, each agent's consumer) and answers 200 when all are ready, 503
+naming the ones that are not. The token is never logged: requests are logged by
 path and status only.
 """
 
@@ -14,9 +17,16 @@ import asyncio
 import logging
 from typing import Any
 
+import psycopg
 from aiohttp import web
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.errors import IngestRejected, RetryableError, ServiceError
+from agents import heartbeats
+from agents.db import as_engine
+from agents.metrics import CONTENT_TYPE
+from agents.worker import WorkerRuntime, agent_alive
+from schemas.errors import ConfigurationError, IngestRejected, RetryableError, ServiceError
 from streams.drift_ingest import authenticate, parse_body
 from streams.drift_publish import DriftPublisher
 from streams.settings import Settings
@@ -30,7 +40,53 @@ def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-def make_web_app(settings: Settings, publisher: DriftPublisher) -> web.Application:
+PROBE_TIMEOUT_S = 2.0
+
+
+def _database_ready(url: str) -> str | None:
+    """None when Postgres answers a query within the probe's timeout, else why not."""
+    try:
+        with psycopg.connect(url, connect_timeout=int(PROBE_TIMEOUT_S)) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return None
+
+
+def _broker_ready(runtime: WorkerRuntime) -> str | None:
+    try:
+        runtime.outputs.producer.list_topics(timeout=PROBE_TIMEOUT_S)
+    except Exception as exc:  # librdkafka raises KafkaException on a timeout: the broker is not ready
+        return f"unreachable: {exc}"
+    return None
+
+
+async def health_report(settings: Settings, runtime: WorkerRuntime) -> dict[str, Any]:
+    """Each part's state (``ok`` or the reason it is not); ``status`` is ``ok`` when all are."""
+    parts: dict[str, str] = {}
+    database, broker = await asyncio.gather(
+        asyncio.to_thread(_database_ready, settings.require_database_url()),
+        asyncio.to_thread(_broker_ready, runtime),
+    )
+    parts["database"] = database or "ok"
+    parts["broker"] = broker or "ok"
+    relay = runtime.relay_health()
+    if relay is not None:
+        parts["relay"] = "ok" if relay.healthy else f"unhealthy: {relay.reason}"
+    now = asyncio.get_running_loop().time()
+    for name in runtime.lag:
+        alive = agent_alive(runtime, name, now=now)
+        parts[f"agent:{name}"] = "ok" if alive else f"stuck: lag {sum(runtime.lag[name].values())}"
+    healthy = all(v == "ok" for v in parts.values())
+    return {"status": "ok" if healthy else "unhealthy", "parts": parts}
+
+
+def make_web_app(
+    settings: Settings,
+    publisher: DriftPublisher,
+    engine: Engine | None = None,
+    runtime: WorkerRuntime | None = None,
+) -> web.Application:
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     limit = settings.ingest_max_bytes
     # aiohttp also refuses a body over client_max_size while reading it (a chunked body has no
@@ -61,18 +117,55 @@ def make_web_app(settings: Settings, publisher: DriftPublisher) -> web.Applicati
         log.info("ingest %s: %d event(s) published", kind, len(ids))
         return web.json_response({"ids": ids}, status=202)
 
+    async def heartbeat(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.read()
+        try:
+            authenticate(dict(request.headers), body, token)
+        except IngestRejected as exc:
+            return _error(exc.status, exc.message)
+        if engine is None:
+            return _error(503, "this server has no database: set VIGIL_DATABASE_URL")
+        try:
+            row = await asyncio.to_thread(heartbeats.beat, engine, name)
+        except ConfigurationError as exc:
+            return _error(404, str(exc))
+        except SQLAlchemyError as exc:
+            log.warning("heartbeat %s: database unavailable: %s", name, type(exc).__name__)
+            return _error(503, "the database is unavailable, retry later")
+        return web.json_response(
+            {"name": name, "next_expected_at": row["next_expected_at"].isoformat()}, status=200
+        )
+
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "ingest": "enabled" if token else "disabled (no token)"})
+        ingest = "enabled" if token else "disabled (no token)"
+        if runtime is None:
+            return web.json_response({"status": "ok", "ingest": ingest})
+        report = await health_report(settings, runtime)
+        return web.json_response(
+            {**report, "ingest": ingest}, status=200 if report["status"] == "ok" else 503
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        if runtime is None:
+            return _error(404, "no metrics: this server runs without a worker")
+        body = runtime.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     app.router.add_post("/ingest/{kind}", ingest)
+    app.router.add_post("/heartbeat/{name}", heartbeat)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
-async def serve(settings: Settings, publisher: DriftPublisher | None = None) -> None:
+async def serve(
+    settings: Settings, publisher: DriftPublisher | None = None, runtime: WorkerRuntime | None = None
+) -> None:
     """Serve until cancelled. A busy port is logged and leaves the worker's agents running."""
     own = publisher or DriftPublisher(settings)
-    runner = web.AppRunner(make_web_app(settings, own), access_log=None)
+    engine = as_engine(settings.database_url) if settings.database_url else None
+    runner = web.AppRunner(make_web_app(settings, own, engine, runtime), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(
@@ -88,12 +181,14 @@ async def serve(settings: Settings, publisher: DriftPublisher | None = None) -> 
     finally:
         await runner.cleanup()
         await asyncio.to_thread(own.close)
+        if engine is not None:
+            engine.dispose()
 
 
-def task(settings: Settings) -> Any:
-    """A Faust app task that serves the ingest inside the worker's event loop."""
+def task(settings: Settings, runtime: WorkerRuntime | None = None) -> Any:
+    """A Faust app task that serves the ingest, /metrics and /healthz inside the worker's event loop."""
 
     async def vigil_http() -> None:
-        await serve(settings)
+        await serve(settings, runtime=runtime)
 
     return vigil_http

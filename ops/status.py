@@ -4,7 +4,10 @@ source of truth) and the connectors.
 
 A worker's outbox relay beats the heartbeat ``relay:<app_id>`` only after successful rounds and
 keeps its counters and last error in the row's ``detail`` (:mod:`agents.relay`); an overdue relay
-heartbeat means the relay has been failing, stuck or gone for longer than its threshold."""
+heartbeat means the relay has been failing, stuck or gone for longer than its threshold.
+
+``--json`` follows ``ops/status.schema.json`` (``schema_version`` names its version); a field is
+added without a version change, a field removed or changed in meaning bumps it."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any
 import psycopg
 from rich.console import Console
 
+from agents.heartbeats import describe, sort_overdue_first
 from ops.connectors_cli import connector_files, connector_health
 from ops.output import print_json, print_table
 from ops.services import stack
@@ -21,10 +25,22 @@ from schemas.errors import VigilError
 from streams.redact import mask_urls_in
 from streams.settings import Settings
 
+#: Version of the ``--json`` document (``ops/status.schema.json``).
+SCHEMA_VERSION = 1
+
 
 @dataclass
 class StatusReport:
     agents: list[dict[str, Any]] = field(default_factory=list)
+    #: Every heartbeat with its state, overdue ones first.
+    heartbeats: list[dict[str, Any]] = field(default_factory=list)
+    #: Vigil's own open alerts (absence, repeated failures).
+    open_alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: Dead-lettered runs recorded (each one a message on vigil.dlq).
+    dlq: dict[str, int] = field(default_factory=lambda: {"dead_lettered": 0, "last_hour": 0})
+    replication_slots: list[dict[str, Any]] = field(default_factory=list)
+    #: Things to look at that do not make Vigil unhealthy (an inactive slot retaining WAL).
+    warnings: list[str] = field(default_factory=list)
     recent_failures: list[dict[str, Any]] = field(default_factory=list)
     pending_reviews: int = 0
     #: Unsent outbox rows when the worker relays them; None when Debezium's outbox router does
@@ -50,8 +66,35 @@ SELECT agent,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status = 'rejected') AS rejected,
-       max(finished_at) AS last_run_at
+       max(finished_at) AS last_run_at,
+       count(*) FILTER (WHERE started_at > now() - interval '1 hour') AS runs_last_hour,
+       count(*) FILTER (WHERE status IN ('failed', 'dead-lettered')
+                        AND started_at > now() - interval '1 hour') AS failures_last_hour
 FROM vigil.runs GROUP BY agent ORDER BY agent
+"""
+CONSECUTIVE_SQL = """
+SELECT count(*) FROM vigil.runs
+WHERE agent = %(agent)s AND status IN ('failed', 'dead-lettered')
+  AND finished_at > coalesce((SELECT max(finished_at) FROM vigil.runs
+                              WHERE agent = %(agent)s AND status IN ('succeeded', 'rejected')), '-infinity')
+"""
+HEARTBEATS_SQL = """
+SELECT name, every_seconds, grace_seconds, last_beat_at, next_expected_at, status, detail, now() AS now
+FROM vigil.heartbeats
+"""
+ALERTS_SQL = """
+SELECT kind, subject, since, opened_at, event_id, detail FROM vigil.alerts WHERE status = 'open' ORDER BY opened_at
+"""
+DLQ_SQL = """
+SELECT count(*), count(*) FILTER (WHERE started_at > now() - interval '1 hour')
+FROM vigil.runs WHERE status IN ('failed', 'dead-lettered')
+"""
+SLOTS_SQL = """
+SELECT slot_name, plugin, slot_type, active,
+       CASE WHEN restart_lsn IS NULL THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END AS retained_wal_bytes,
+       wal_status
+FROM pg_replication_slots ORDER BY slot_name
 """
 FAILURES_SQL = """
 SELECT agent, event_id, attempt, finished_at, error FROM vigil.runs
@@ -129,6 +172,7 @@ def collect(settings: Settings) -> StatusReport:
                 cur = conn.execute(BREAKERS_SQL)
                 names = [c.name for c in cur.description or []]
                 report.open_breakers = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                _collect_watch(conn, report)
         except psycopg.Error as exc:
             report.problems.append(f"database: {mask_urls_in(str(exc))}")
     try:
@@ -145,6 +189,16 @@ def collect(settings: Settings) -> StatusReport:
         )
     if report.overdue_heartbeats:
         report.problems.append(f"{len(report.overdue_heartbeats)} heartbeat(s) overdue")
+    for alert in report.open_alerts:
+        report.problems.append(f"critical: {alert_text(alert)}")
+    for slot in report.replication_slots:
+        retained = slot["retained_wal_bytes"]
+        if not slot["active"] and retained:
+            report.warnings.append(
+                f"replication slot {slot['slot_name']} is inactive and retains {retained / 1e6:.1f} MB of WAL: "
+                f"drop it if its connector is gone (`vigil connectors remove`, or "
+                f"SELECT pg_drop_replication_slot('{slot['slot_name']}')), else restart the connector"
+            )
     for relay in report.relays:
         if relay["state"] == "unhealthy":
             report.problems.append(
@@ -154,13 +208,55 @@ def collect(settings: Settings) -> StatusReport:
     return report
 
 
+def alert_text(alert: dict[str, Any]) -> str:
+    detail = alert["detail"] if isinstance(alert["detail"], dict) else {}
+    if alert["kind"] == "absence":
+        return f"heartbeat {alert['subject']} absent since {alert['since']}"
+    return (
+        f"agent {alert['subject']} failed {detail.get('streak', '?')} runs in a row since {alert['since']}"
+        f" (last error: {detail.get('last_error')})"
+    )
+
+
+def _rows(
+    conn: psycopg.Connection[Any], sql: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    names = [c.name for c in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _collect_watch(conn: psycopg.Connection[Any], report: StatusReport) -> None:
+    """Heartbeats, alerts, DLQ, per-agent streaks and lag, replication slots."""
+    beats = _rows(conn, HEARTBEATS_SQL)
+    report.heartbeats = sort_overdue_first([describe(row) for row in beats])
+    report.open_alerts = _rows(conn, ALERTS_SQL)
+    row = conn.execute(DLQ_SQL).fetchone()
+    report.dlq = {"dead_lettered": int(row[0]), "last_hour": int(row[1])} if row else report.dlq
+    report.replication_slots = _rows(conn, SLOTS_SQL)
+    details = {b["name"][len("agent:") :]: b["detail"] or {} for b in beats if b["name"].startswith("agent:")}
+    known = {a["agent"] for a in report.agents}
+    for name in sorted(set(details) - known):
+        report.agents.append(
+            {"agent": name, "succeeded": 0, "failed": 0, "rejected": 0, "last_run_at": None}
+            | {"runs_last_hour": 0, "failures_last_hour": 0}
+        )
+    for agent in report.agents:
+        found = conn.execute(CONSECUTIVE_SQL, {"agent": agent["agent"]}).fetchone()
+        agent["consecutive_failures"] = int(found[0]) if found else 0
+        lag = details.get(agent["agent"], {}).get("lag")
+        agent["lag"] = {str(k): int(v) for k, v in lag.items()} if isinstance(lag, dict) else {}
+
+
 def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
     report = collect(settings)
     if as_json:
         print_json(
             {
+                "schema_version": SCHEMA_VERSION,
                 "healthy": report.healthy,
                 "problems": report.problems,
+                "warnings": report.warnings,
                 "agents": report.agents,
                 "recent_failures": report.recent_failures,
                 "pending_reviews": report.pending_reviews,
@@ -170,18 +266,49 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
                 "overdue_heartbeats": report.overdue_heartbeats,
                 "connectors": report.connectors,
                 "open_breakers": report.open_breakers,
+                "heartbeats": report.heartbeats,
+                "open_alerts": report.open_alerts,
+                "dlq": report.dlq,
+                "replication_slots": report.replication_slots,
             }
         )
         return report.healthy
     print_table(
         console,
         "Agents (vigil.runs)",
-        ["agent", "succeeded", "failed", "rejected", "last run"],
+        ["agent", "succeeded", "failed", "rejected", "last run", "runs 1h", "failures 1h", "in a row", "lag"],
         [
-            [str(a[k]) for k in ("agent", "succeeded", "failed", "rejected", "last_run_at")]
+            [
+                str(a[k])
+                for k in (
+                    "agent", "succeeded", "failed", "rejected", "last_run_at",
+                    "runs_last_hour", "failures_last_hour", "consecutive_failures",
+                )
+            ]
+            + [", ".join(f"{t}={n}" for t, n in a["lag"].items()) or "-"]
             for a in report.agents
         ],
-    )
+    )  # fmt: skip
+    if report.heartbeats:
+        print_table(
+            console,
+            "Heartbeats (overdue first)",
+            ["name", "kind", "state", "last beat", "next expected"],
+            [
+                [h["name"], h["kind"], h["state"], str(h["last_beat_at"] or "never"), h["next_expected_at"]]
+                for h in report.heartbeats
+            ],
+        )
+    if report.replication_slots:
+        print_table(
+            console,
+            "Replication slots",
+            ["slot", "plugin", "active", "retained WAL (bytes)", "wal status"],
+            [
+                [str(r[k]) for k in ("slot_name", "plugin", "active", "retained_wal_bytes", "wal_status")]
+                for r in report.replication_slots
+            ],
+        )
     if report.recent_failures:
         print_table(
             console,
@@ -220,8 +347,11 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
     )
     console.print(
         f"review queue: {report.pending_reviews} pending · outbox backlog: {backlog} · "
-        f"overdue heartbeats: {len(report.overdue_heartbeats)}"
+        f"overdue heartbeats: {len(report.overdue_heartbeats)} · open alerts: {len(report.open_alerts)} · "
+        f"dead-lettered: {report.dlq['dead_lettered']} ({report.dlq['last_hour']} in the last hour)"
     )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     for problem in report.problems:
         console.print(f"[red]problem:[/] {problem}")
     return report.healthy

@@ -43,7 +43,7 @@ def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
     app = build_app(resolved, specs, runtime)
-    app.task(http.task(resolved))
+    app.task(http.task(resolved, runtime))
     log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

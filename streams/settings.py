@@ -136,6 +136,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds the outbox relay may fail (or not finish a round) before the worker is unhealthy.",
     )
+    watch_interval_s: float = Field(
+        2.0, gt=0, description="Seconds between the worker's absence and repeated-failure checks."
+    )
+    agent_beat_every_s: float = Field(
+        10.0, gt=0, description="Seconds between beats of an agent's heartbeat (agent:<name>)."
+    )
+    agent_beat_grace_s: float = Field(
+        30.0, ge=0, description="Grace after a missed agent beat before the agent counts as absent."
+    )
+    alert_after_failures: int = Field(
+        3, ge=1, description="Dead-lettered runs in a row of one agent that raise a critical alert."
+    )
 
     scheduler: bool = Field(
         True, description="Run the scheduler (schedules, wakeups, watches) in the worker; several may run."

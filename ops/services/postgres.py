@@ -204,6 +204,8 @@ class EmbeddedPostgres:
                 "wal_level = logical",
                 "max_replication_slots = 20",
                 "max_wal_senders = 20",
+                # A slot left behind (a demo's connectors, gone) would otherwise keep WAL until the disk is full.
+                "max_slot_wal_keep_size = 1GB",
                 "max_connections = 200",
                 "shared_buffers = 128MB",
                 "",

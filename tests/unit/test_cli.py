@@ -44,7 +44,7 @@ def test_every_subcommand_exists(group: str, subs: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["replay", "drift.events"], ["heartbeat", "list"]],
+    [["replay", "drift.events"]],
 )
 def test_unbuilt_commands_say_so_and_exit_non_zero(argv: list[str]) -> None:
     result = runner.invoke(app, argv)
@@ -98,3 +98,11 @@ def test_bad_schedules_and_watches_are_refused_before_touching_the_database(argv
     finally:
         sys.argv = old
     assert exit_info.value.code == 3  # a configuration error, with a message naming the fix
+
+
+def test_heartbeat_expect_checks_its_durations_before_touching_the_database() -> None:
+    result = runner.invoke(app, ["heartbeat", "expect", "nightly", "--every", "soon", "--grace", "1m"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, Exception) and "30s, 5m" in str(result.exception)
+    missing = runner.invoke(app, ["heartbeat", "expect", "nightly"])
+    assert missing.exit_code == 2 and "--every" in missing.output

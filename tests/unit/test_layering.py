@@ -45,6 +45,8 @@ PURE_MODULES = [
     "streams/drift_ingest.py",
     "streams/schedule_maths.py",
     "streams/predicates.py",
+    "streams/watch.py",
+    "streams/doctor_checks.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
