@@ -32,8 +32,8 @@ from agents.relay import OutboxRelay
 from agents.relay_health import RelayHealth
 from agents.scheduler import Scheduler
 from agents.unit_of_work import Item, UnitOfWork
-from agents.watches import WatchRunner
 from agents.watch import Monitor, WatchedAgent
+from agents.watches import WatchRunner
 from schemas.codec import Codec
 from schemas.errors import PoisonError
 from streams.app import make_app
