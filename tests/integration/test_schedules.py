@@ -266,7 +266,11 @@ def test_misfire_policies_after_the_scheduler_was_down_for_ten_slots(
         thread.join(10)
     before = {p: len(slots(fresh_database, f"{unique}-{p}")) for p in ("run_once", "skip", "catch_up")}
     time.sleep(10.5)  # the outage itself: ten slots pass with no scheduler running
-    after_restart = Scheduler(settings, fresh_database, make_producer(settings), Codec()).run_round()
+    restarted = Scheduler(settings, fresh_database, make_producer(settings), Codec())
+    try:
+        after_restart = restarted.run_round()
+    finally:
+        restarted.close()
     grace = timedelta(seconds=1)
     for policy in ("run_once", "skip", "catch_up"):
         name = f"{unique}-{policy}"
