@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 from rich.console import Console
 
 from ops import migrations
 from ops.output import print_json, print_table
 from ops.services import stack
+from ops.services.connect import connect_health
 from ops.services.postgres import check_database
 from schemas.errors import VigilError
 from streams.kafka import check_broker, make_admin
@@ -37,18 +39,25 @@ def _service_json(settings: Settings) -> dict[str, object]:
     return {
         "database_url": resolved.database_url,
         "kafka_bootstrap": resolved.kafka_bootstrap,
+        "connect_url": resolved.connect_url,
         "postgres": healths["postgres"].as_dict(),
         "kafka": healths["kafka"].as_dict(),
+        "connect": healths["connect"].as_dict(),
     }
 
 
 def services_up(settings: Settings, console: Console, *, as_json: bool) -> Settings:
-    resolved = stack.up(settings)
+    times: dict[str, float] = {}
+    started = time.monotonic()
+    resolved = stack.up(settings, times=times)
+    elapsed = time.monotonic() - started
     if as_json:
-        print_json(_service_json(settings))
+        print_json({**_service_json(settings), "ready_seconds": round(elapsed, 2)})
     else:
         rows, _ = _health_rows(settings)
         print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
+        each = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in times.items())
+        console.print(f"stack ready in {elapsed:.1f}s ({each})")
     return resolved
 
 
@@ -61,7 +70,7 @@ def services_status(settings: Settings, console: Console, *, as_json: bool) -> b
     if as_json:
         data = _service_json(settings)
         print_json(data)
-        return all(bool(data[name]["healthy"]) for name in ("postgres", "kafka"))  # type: ignore[index]
+        return all(bool(data[name]["healthy"]) for name in ("postgres", "kafka", "connect"))  # type: ignore[index]
     rows, ok = _health_rows(settings)
     print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
     return ok
@@ -97,7 +106,7 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
         findings.append({"part": part, "status": "ok" if ok else "problem", "detail": detail})
 
     pg_down = settings.uses_embedded_postgres and not stack.embedded_postgres(settings).status().running
-    broker_down = settings.uses_embedded_broker and not stack.embedded_broker(settings).status().running
+    broker_down = settings.uses_embedded_broker and not stack.embedded_kafka(settings).status().running
     if resolved.database_url is None or pg_down:
         add("postgres", False, "embedded Postgres is not running: `vigil services up`")
     else:
@@ -107,27 +116,31 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
         except VigilError as exc:
             add("postgres", False, str(exc))
     if resolved.kafka_bootstrap is None or broker_down:
-        add("kafka", False, "embedded broker is not running: `vigil services up`")
+        add("kafka", False, "embedded Kafka is not running: `vigil services up`")
     else:
         try:
             add("kafka", True, f"{check_broker(resolved)} broker(s) at {resolved.kafka_bootstrap}")
         except VigilError as exc:
             add("kafka", False, str(exc))
-    if settings.uses_embedded_broker:
-        add(
-            "kafka",
-            True,
-            "limitation: the embedded tansu broker keeps topics in memory only, does not compact, "
-            "and under-reports high watermarks; production is Apache Kafka (docker-compose.yml)",
-        )
-    if settings.connect_url is None:
+    if resolved.connect_url is None:
+        add("connect", False, "embedded Kafka Connect is not running: `vigil services up`")
+    else:
+        try:
+            add(
+                "connect",
+                True,
+                f"Kafka Connect {connect_health(resolved.connect_url)} at {resolved.connect_url}",
+            )
+        except VigilError as exc:
+            add("connect", False, str(exc))
+    if settings.uses_embedded_broker or settings.uses_embedded_connect:
         java = shutil.which("java")
         add(
             "java",
             java is not None,
-            f"{java} runs the embedded Debezium engine"
+            f"{java} runs the embedded Kafka and Kafka Connect"
             if java
-            else "no `java` on PATH: the embedded Debezium engine needs `apt-get install openjdk-17-jre-headless`",
+            else "no `java` on PATH: the embedded Kafka needs `apt-get install openjdk-17-jre-headless`",
         )
     if settings.schema_registry_url is None:
         add("schema registry", True, "not configured: Avro single-object encoding with local schemas")

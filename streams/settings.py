@@ -24,8 +24,6 @@ from schemas.errors import ConfigurationError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
-#: Session timeout used against the embedded broker, whose group join takes about half of it.
-EMBEDDED_SESSION_TIMEOUT_MS = 6000
 DEFAULT_SESSION_TIMEOUT_MS = 45000
 
 
@@ -45,14 +43,15 @@ class Settings(BaseSettings):
         description="Postgres URL with logical replication for CDC; unset: embedded Postgres is started.",
     )
     kafka_bootstrap: str | None = Field(
-        None, description="Kafka bootstrap servers; unset: the embedded broker is started."
+        None, description="Kafka bootstrap servers; unset: the embedded Apache Kafka is started."
     )
     schema_registry_url: str | None = Field(
         None,
         description="Confluent-compatible schema registry; unset: Avro single-object encoding.",
     )
     connect_url: str | None = Field(
-        None, description="Kafka Connect REST URL; unset: connectors run in the embedded engine."
+        None,
+        description="Kafka Connect REST URL; unset: the embedded Kafka Connect worker is started and used.",
     )
     ingest_token: SecretStr | None = Field(
         None, description="Secret for the HTTP ingest (bearer token or HMAC); unset: ingest refuses."
@@ -68,7 +67,7 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = Field(None, description="ssl.key.password")
     kafka_session_timeout_ms: int | None = Field(
         None,
-        description="Consumer session timeout; unset: 6000 on the embedded broker, 45000 elsewhere.",
+        description="Consumer session timeout; unset: Kafka's default, 45000.",
     )
 
     connectors: str | None = Field(
@@ -119,6 +118,10 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_broker(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def uses_embedded_connect(self) -> bool:
+        return self.connect_url is None
 
     @property
     def uses_embedded_postgres(self) -> bool:
