@@ -101,8 +101,8 @@ logger.state.level = WARN
             java_classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # The = form: a cluster id may start with "-" (base64url), which would read as an option.
+            f"--cluster-id={cluster_id}",
             "-c",
             str(self.config),
             "--standalone",
