@@ -95,7 +95,6 @@ class LedgerReader(threading.Thread):
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10)
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
-            since_ms = int((time.time() - self.retention_s) * 1000) if self.retention_s is not None else 0
             self.consumer.assign(self._start_positions(partitions))
             while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
@@ -107,10 +106,6 @@ class LedgerReader(threading.Thread):
                             log.debug("ledger reader: %s", error)
                         continue
                     key = msg.key()
-                    # Also filtered here: a broker may answer the by-time lookup with offset 0
-                    # (the embedded tansu broker does).
-                    if since_ms and msg.timestamp()[1] < since_ms:
-                        continue
                     if key is not None and msg.value() is not None:
                         keys.append(key.decode("utf-8", errors="replace"))
                 if keys:

@@ -28,7 +28,8 @@ app = typer.Typer(
 )
 services_app = typer.Typer(help="The embedded Postgres and broker alone.", no_args_is_help=True)
 connectors_app = typer.Typer(
-    help="Debezium connectors: apply to Kafka Connect, or run embedded.", no_args_is_help=True
+    help="Debezium connectors on Kafka Connect (VIGIL_CONNECT_URL, else the embedded worker).",
+    no_args_is_help=True,
 )
 drift_app = typer.Typer(help="Publish drift events; run drift detectors.", no_args_is_help=True)
 inspect_app = typer.Typer(help="Topics, consumer groups and decoded messages.", no_args_is_help=True)
@@ -185,21 +186,34 @@ def connectors_list() -> None:
 @connectors_app.command("apply")
 def connectors_apply(
     files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Restart each connector and all its tasks afterwards.")
+    ] = False,
 ) -> None:
-    """Create or update connectors on Kafka Connect (VIGIL_CONNECT_URL)."""
+    """Create or update connectors on Kafka Connect; restart failed tasks."""
     from ops import connectors_cli
 
-    connectors_cli.apply(settings(), console, files)
+    connectors_cli.apply(settings(), console, files, restart=restart)
 
 
 @connectors_app.command("run")
 def connectors_run(
     files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
 ) -> None:
-    """Run connectors in the embedded Debezium engine, producing to Kafka."""
+    """Apply connectors to Kafka Connect (starting the embedded worker if needed), follow their status."""
     from ops import connectors_cli
 
     connectors_cli.run(settings(), console, files)
+
+
+@connectors_app.command("remove")
+def connectors_remove(
+    files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
+) -> None:
+    """Delete connectors from Kafka Connect and drop their replication slots."""
+    from ops import connectors_cli
+
+    connectors_cli.remove(settings(), console, files)
 
 
 @connectors_app.command("status")

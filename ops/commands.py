@@ -49,7 +49,7 @@ def _service_json(settings: Settings) -> dict[str, object]:
 def services_up(settings: Settings, console: Console, *, as_json: bool) -> Settings:
     times: dict[str, float] = {}
     started = time.monotonic()
-    resolved = stack.up(settings, times=times)
+    resolved = stack.up(settings, connect=True, times=times)
     elapsed = time.monotonic() - started
     if as_json:
         print_json({**_service_json(settings), "ready_seconds": round(elapsed, 2)})

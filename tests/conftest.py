@@ -39,7 +39,7 @@ def stack() -> Iterator[Settings]:
     if base.uses_embedded_postgres or base.uses_embedded_broker or base.uses_embedded_connect:
         home = _throwaway_home("vigil-test-")
         base = base.model_copy(update={"home": home})
-    resolved = stack_mod.up(base)
+    resolved = stack_mod.up(base, connect=True)
     migrations.upgrade(resolved.require_database_url())
     ensure_topics(resolved, CATALOG)
     try:

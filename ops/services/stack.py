@@ -56,10 +56,11 @@ def _with_embedded(
     return settings.model_copy(update=update)
 
 
-def up(settings: Settings, *, connect: bool = True, times: dict[str, float] | None = None) -> Settings:
+def up(settings: Settings, *, connect: bool = False, times: dict[str, float] | None = None) -> Settings:
     """Start whatever embedded service is needed (idempotent); return settings pointing at the stack.
 
-    ``connect=False`` leaves the embedded Kafka Connect alone (commands that need no connectors).
+    The embedded Kafka Connect is started only with ``connect=True`` (``services up``, ``vigil up``,
+    the connector commands): a worker or a sink needs no Connect.
     ``times``, if given, receives each started service's start-to-ready seconds.
     """
     timings: dict[str, float] = {} if times is None else times

@@ -166,9 +166,9 @@ def test_kill_9_then_services_up_brings_all_three_back_with_data(throwaway_home:
 @pytest.mark.timeout(120)
 def test_up_is_idempotent_and_down_stops_only_what_vigil_started(throwaway_home: Path) -> None:
     settings = load_settings(home=throwaway_home)
-    first = stack_mod.up(settings, connect=False)
+    first = stack_mod.up(settings)
     pids = (_postmaster_pid(throwaway_home), _broker_pid(throwaway_home))
-    second = stack_mod.up(settings, connect=False)
+    second = stack_mod.up(settings)
     assert (first.database_url, first.kafka_bootstrap) == (second.database_url, second.kafka_bootstrap)
     assert (_postmaster_pid(throwaway_home), _broker_pid(throwaway_home)) == pids
 

