@@ -43,6 +43,8 @@ def _service_json(settings: Settings) -> dict[str, object]:
         "postgres": healths["postgres"].as_dict(),
         "kafka": healths["kafka"].as_dict(),
         "connect": healths["connect"].as_dict(),
+        "schema_registry_url": resolved.schema_registry_url,
+        **({"schema_registry": healths["schema registry"].as_dict()} if "schema registry" in healths else {}),
     }
 
 
@@ -70,7 +72,8 @@ def services_status(settings: Settings, console: Console, *, as_json: bool) -> b
     if as_json:
         data = _service_json(settings)
         print_json(data)
-        return all(bool(data[name]["healthy"]) for name in ("postgres", "kafka", "connect"))  # type: ignore[index]
+        names = ("postgres", "kafka", "connect", "schema_registry")
+        return all(bool(data[name]["healthy"]) for name in names if name in data)  # type: ignore[index]
     rows, ok = _health_rows(settings)
     print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
     return ok

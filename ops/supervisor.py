@@ -39,6 +39,8 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
     )
     if settings.connect_url is not None:
         env["VIGIL_CONNECT_URL"] = settings.connect_url
+    if settings.schema_registry_url is not None:
+        env["VIGIL_SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
     if settings.kafka_session_timeout_ms is not None:
         env["VIGIL_KAFKA_SESSION_TIMEOUT_MS"] = str(settings.kafka_session_timeout_ms)
     env.update(extra or {})

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         None,
         description="Confluent-compatible schema registry; unset: Avro single-object encoding.",
     )
+    embedded_schema_registry: bool = Field(
+        False,
+        description="Start the embedded Apicurio Registry with the stack when VIGIL_SCHEMA_REGISTRY_URL is unset.",
+    )
     connect_url: str | None = Field(
         None,
         description="Kafka Connect REST URL; unset: the embedded Kafka Connect worker is started and used.",
@@ -118,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_broker(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def uses_embedded_registry(self) -> bool:
+        return self.embedded_schema_registry and self.schema_registry_url is None
 
     @property
     def uses_embedded_connect(self) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ops.services.java import DEBEZIUM_PLUGIN, resolve
+from ops.services.java import DEBEZIUM_PLUGIN, find_java, resolve
 from ops.services.jvm import JvmService, write_properties
 from ops.services.procs import terminate
 from schemas.errors import ServiceError
@@ -109,10 +109,9 @@ logger.reflections.level = ERROR
 
     def start(self, bootstrap: str, timeout: float = 90.0) -> ConnectStatus:
         """Start the worker unless it runs; return once its REST API offers the Postgres connector."""
-        current = self.status()
-        if current.running:
-            self.wait_ready(self.healthy, timeout)
-            return current
+        if self.already_running(self.healthy, timeout):
+            return self.status()
+        find_java()  # before anything else: its error names the package to install
         java = resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         port = self.kept_port("port")

@@ -16,12 +16,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.errors import ConfigurationError
 
 POM = Path(__file__).resolve().parent.parent / "java" / "pom.xml"
+#: The optional schema registry, resolved only when it is asked for (about 110 MB).
+REGISTRY_POM = POM.parent / "registry" / "pom.xml"
 MARKER = "resolved.ok"
 #: Where Connect finds the Debezium connector (the plugin archive unpacks into this folder).
 DEBEZIUM_PLUGIN = "debezium-connector-postgres"
@@ -48,6 +52,10 @@ class JavaParts:
     @property
     def classpath(self) -> str:
         return str(self.lib / "*")
+
+    @property
+    def registry_jar(self) -> Path:
+        return sorted((self.root / "registry").glob("apicurio-registry-app-*-runner.jar"))[-1]
 
 
 def pom_hash(pom: Path = POM) -> str:
@@ -82,8 +90,69 @@ def cached(cache: Path | None = None, pom: Path = POM) -> JavaParts | None:
     return JavaParts(root) if (root / MARKER).is_file() else None
 
 
+def _unpack(what: str, into: Path, markers: Path) -> tuple[str, list[str]]:
+    return (
+        what,
+        [
+            "dependency:unpack",
+            f"-DoutputDirectory={into}",
+            # Markers of what was unpacked where: private to this attempt, else a marker left by
+            # an earlier run would make Maven skip the unpack.
+            f"-DmarkersDirectory={markers}",
+        ],
+    )
+
+
 def resolve(cache: Path | None = None, pom: Path = POM) -> JavaParts:
     """The Java parts for ``pom``, downloading them on first use; raise ConfigurationError on failure."""
+    return _resolve(
+        cache,
+        pom,
+        lambda work: [
+            ("the Kafka jars", ["dependency:copy-dependencies", f"-DoutputDirectory={work / 'lib'}"]),
+            _unpack("the Debezium connector plugin", work / "plugins", work / "markers"),
+        ],
+        lambda work: (work / "plugins" / DEBEZIUM_PLUGIN).is_dir(),
+        f"{DEBEZIUM_PLUGIN}/ in the unpacked plugin archive",
+    )
+
+
+def resolve_registry(cache: Path | None = None, pom: Path = REGISTRY_POM) -> JavaParts:
+    """The Apicurio Registry distribution (only fetched when the embedded registry is asked for)."""
+    return _resolve(
+        cache,
+        pom,
+        lambda work: [
+            (
+                "the Apicurio Registry distribution",
+                [
+                    "dependency:copy",
+                    f"-DoutputDirectory={work / 'dist'}",
+                    f"-DmarkersDirectory={work / 'markers'}",
+                ],
+            )
+        ],
+        lambda work: any((work / "registry").glob("apicurio-registry-app-*-runner.jar")),
+        "apicurio-registry-app-*-runner.jar in the unpacked distribution",
+        after=_unzip_distribution,
+    )
+
+
+def _unzip_distribution(work: Path) -> None:
+    for archive in (work / "dist").glob("*.zip"):
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(work / "registry")
+        archive.unlink()
+
+
+def _resolve(
+    cache: Path | None,
+    pom: Path,
+    steps: Callable[[Path], list[tuple[str, list[str]]]],
+    complete: Callable[[Path], bool],
+    expected: str,
+    after: Callable[[Path], None] | None = None,
+) -> JavaParts:
     done = cached(cache, pom)
     if done is not None:
         return done
@@ -95,26 +164,12 @@ def resolve(cache: Path | None = None, pom: Path = POM) -> JavaParts:
     # resolution never leaves a half-filled folder that looks done.
     work = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=base))
     try:
-        steps = [
-            ("the Kafka jars", ["dependency:copy-dependencies", f"-DoutputDirectory={work / 'lib'}"]),
-            (
-                "the Debezium connector plugin",
-                [
-                    "dependency:unpack",
-                    f"-DoutputDirectory={work / 'plugins'}",
-                    # Markers of what was unpacked where: private to this attempt, else a marker left
-                    # by an earlier run would make Maven skip the unpack.
-                    f"-DmarkersDirectory={work / 'markers'}",
-                ],
-            ),
-        ]
-        for what, goals in steps:
+        for what, goals in steps(work):
             _maven(mvn, pom, what, goals)
-        if not (work / "plugins" / DEBEZIUM_PLUGIN).is_dir():
-            raise ConfigurationError(
-                f"Maven unpacked the Debezium plugin archive but {DEBEZIUM_PLUGIN}/ is not in it; "
-                f"check the plugin artifactItem in {pom}"
-            )
+        if after is not None:
+            after(work)
+        if not complete(work):
+            raise ConfigurationError(f"Maven finished but {expected} is missing; check {pom}")
         (work / MARKER).write_text(pom_hash(pom) + "\n")
         try:
             os.rename(work, root)

@@ -78,6 +78,10 @@ class JvmService:
         """The port saved under ``key``, else a free one (saved); error if the kept one is taken."""
         value = self.state().get(key)
         if isinstance(value, int):
+            # A JVM killed a moment ago may not have released its sockets yet.
+            deadline = time.monotonic() + 10.0
+            while not port_is_free(value) and time.monotonic() < deadline:
+                time.sleep(0.2)
             if not port_is_free(value):
                 raise ConfigurationError(
                     f"the embedded {self.name}'s port {value} (kept in {self.statefile}) is taken by "
@@ -101,11 +105,18 @@ class JvmService:
         if not isinstance(value, int) or not pid_alive(value):
             return None
         argv = cmdline(value)
-        if self.main_class not in argv or str(self.config) not in argv:
+        if self.main_class not in argv or not any(str(self.config) in arg for arg in argv):
             return None
         return value
 
-    def spawn(self, java: JavaParts, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        java: JavaParts,
+        args: list[str],
+        *,
+        jvm_args: list[str] | None = None,
+        classpath: str | None = None,
+    ) -> subprocess.Popen[bytes]:
         log4j = self.root / f"{self.name}-log4j2.properties"
         log4j.write_text(LOG4J2.format(logfile=self.logfile, extra=self.log4j_extra))
         argv = [
@@ -115,8 +126,9 @@ class JvmService:
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
+            *(jvm_args or []),
             "-cp",
-            java.classpath,
+            classpath or java.classpath,
             self.main_class,
             *args,
         ]
@@ -145,6 +157,19 @@ class JvmService:
         raise ServiceError(
             f"the embedded {self.name} was not ready within {timeout:.0f}s; see {self.logfile}"
         )
+
+    def already_running(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Whether the recorded JVM runs and becomes ready; False if there is none, or it died
+        meanwhile (killed a moment ago, say): then the caller starts a new one."""
+        if self.pid() is None:
+            return False
+        try:
+            self.wait_ready(ready, timeout)
+        except ServiceError:
+            if self.pid() is None:
+                return False
+            raise
+        return True
 
     def stop(self) -> bool:
         pid = self.pid()

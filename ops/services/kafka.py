@@ -120,10 +120,9 @@ logger.state.level = WARN
 
     def start(self, timeout: float = 60.0) -> KafkaStatus:
         """Start the broker unless it runs; return once it answers a metadata request."""
-        current = self.status()
-        if current.running:
-            self.wait_ready(self.healthy, timeout)
-            return current
+        if self.already_running(self.healthy, timeout):
+            return self.status()
+        find_java()  # before anything else: its error names the package to install
         java = resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         port = self.kept_port("port")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from ops.services.connect import EmbeddedConnect, connect_health
 from ops.services.kafka import EmbeddedKafka
 from ops.services.postgres import EmbeddedPostgres, check_database
+from ops.services.registry import EmbeddedRegistry, registry_health
 from schemas.errors import VigilError
 from streams.kafka import check_broker
 from streams.settings import Settings
@@ -30,6 +31,10 @@ def embedded_connect(settings: Settings) -> EmbeddedConnect:
     return EmbeddedConnect(settings.home / "connect")
 
 
+def embedded_registry(settings: Settings) -> EmbeddedRegistry:
+    return EmbeddedRegistry(settings.home / "registry")
+
+
 @dataclass(frozen=True)
 class ServiceHealth:
     name: str
@@ -44,9 +49,15 @@ class ServiceHealth:
 
 
 def _with_embedded(
-    settings: Settings, database_url: str | None, bootstrap: str | None, connect_url: str | None
+    settings: Settings,
+    database_url: str | None,
+    bootstrap: str | None,
+    connect_url: str | None,
+    registry_url: str | None = None,
 ) -> Settings:
     update: dict[str, object] = {}
+    if registry_url is not None:
+        update["schema_registry_url"] = registry_url
     if database_url is not None:
         update["database_url"] = database_url
     if bootstrap is not None:
@@ -59,8 +70,9 @@ def _with_embedded(
 def up(settings: Settings, *, connect: bool = False, times: dict[str, float] | None = None) -> Settings:
     """Start whatever embedded service is needed (idempotent); return settings pointing at the stack.
 
-    The embedded Kafka Connect is started only with ``connect=True`` (``services up``, ``vigil up``,
-    the connector commands): a worker or a sink needs no Connect.
+    The embedded Kafka Connect (and the embedded schema registry, when it is asked for) is started
+    only with ``connect=True`` (``services up``, ``vigil up``, the connector commands): a worker or
+    a sink needs no Connect, and uses the registry if it runs.
     ``times``, if given, receives each started service's start-to-ready seconds.
     """
     timings: dict[str, float] = {} if times is None else times
@@ -78,7 +90,16 @@ def up(settings: Settings, *, connect: bool = False, times: dict[str, float] | N
         resolved_bootstrap = bootstrap or settings.require_bootstrap()
         connect_url = embedded_connect(settings).start(resolved_bootstrap).url
         timings["connect"] = time.monotonic() - started
-    return _with_embedded(settings, database_url, bootstrap, connect_url)
+    registry_url = None
+    if settings.uses_embedded_registry:
+        registry = embedded_registry(settings)
+        if connect:
+            started = time.monotonic()
+            registry_url = registry.start().url
+            timings["schema registry"] = time.monotonic() - started
+        elif registry.status().running:
+            registry_url = registry.status().url
+    return _with_embedded(settings, database_url, bootstrap, connect_url, registry_url)
 
 
 def attach(settings: Settings) -> Settings:
@@ -86,12 +107,15 @@ def attach(settings: Settings) -> Settings:
     database_url = embedded_postgres(settings).status().url if settings.uses_embedded_postgres else None
     bootstrap = embedded_kafka(settings).status().bootstrap if settings.uses_embedded_broker else None
     connect_url = embedded_connect(settings).status().url if settings.uses_embedded_connect else None
-    return _with_embedded(settings, database_url, bootstrap, connect_url)
+    registry_url = embedded_registry(settings).status().url if settings.uses_embedded_registry else None
+    return _with_embedded(settings, database_url, bootstrap, connect_url, registry_url)
 
 
 def down(settings: Settings) -> list[str]:
     """Stop only what Vigil started, Connect first; return the names of the services stopped."""
     stopped = []
+    if settings.uses_embedded_registry and embedded_registry(settings).stop():
+        stopped.append("schema registry")
     if settings.uses_embedded_connect and embedded_connect(settings).stop():
         stopped.append("connect")
     if settings.uses_embedded_broker and embedded_kafka(settings).stop():
@@ -102,8 +126,30 @@ def down(settings: Settings) -> list[str]:
 
 
 def status(settings: Settings) -> list[ServiceHealth]:
-    """Health of the database, the broker and Kafka Connect, embedded or external."""
-    return [_postgres_health(settings), _kafka_health(settings), _connect_health(settings)]
+    """Health of the database, the broker, Kafka Connect and (if one is used) the schema registry."""
+    healths = [_postgres_health(settings), _kafka_health(settings), _connect_health(settings)]
+    if settings.uses_embedded_registry or settings.schema_registry_url is not None:
+        healths.append(_registry_health(settings))
+    return healths
+
+
+def _registry_health(settings: Settings) -> ServiceHealth:
+    embedded = settings.uses_embedded_registry
+    if embedded:
+        registry = embedded_registry(settings).status()
+        url, running = registry.url, registry.running
+        if not running:
+            return ServiceHealth(
+                "schema registry", True, url, False, False, "not running (vigil services up)"
+            )
+    else:
+        url, running = settings.schema_registry_url, True
+    assert url is not None
+    try:
+        subjects = registry_health(url)
+    except VigilError as exc:
+        return ServiceHealth("schema registry", embedded, url, running, False, str(exc))
+    return ServiceHealth("schema registry", embedded, url, running, True, f"{subjects} subject(s)")
 
 
 def _postgres_health(settings: Settings) -> ServiceHealth:

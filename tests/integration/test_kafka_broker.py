@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
@@ -29,6 +29,7 @@ from streams.topics import ensure_topics
 pytestmark = pytest.mark.integration
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
+T = TypeVar("T")
 
 
 def _vigil(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,6 +70,12 @@ def _end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, i
 
 
 RECORDS = 20_000
+#: What a group coordinator answers while __consumer_offsets is being created or loaded.
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 @pytest.mark.timeout(300)
@@ -136,6 +143,19 @@ def test_kill_9_of_the_broker_loses_no_acknowledged_record(throwaway_home: Path)
     assert len(got) == RECORDS, "the idempotent producer wrote no duplicate"
 
 
+def until_coordinator_ready(call: Callable[[], T], timeout: float = 60.0) -> T:
+    """``call()``, retried while the group coordinator is not ready (a broker that just started
+    creates or loads __consumer_offsets first): clients retry these errors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.mark.timeout(300)
 def test_topics_and_group_offsets_survive_down_and_up(throwaway_home: Path) -> None:
     settings = stack_mod.up(load_settings(home=throwaway_home))
@@ -148,19 +168,8 @@ def test_topics_and_group_offsets_survive_down_and_up(throwaway_home: Path) -> N
     assert producer.flush(30) == 0
     consumer = make_consumer(settings, group)
     try:
-        # The first commit on a new broker creates __consumer_offsets: until its coordinator is
-        # loaded the broker answers NOT_COORDINATOR, which a client retries.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                consumer.commit(
-                    offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 11)], asynchronous=False
-                )
-                break
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        kept = [TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 11)]
+        until_coordinator_ready(lambda: consumer.commit(offsets=kept, asynchronous=False))
     finally:
         consumer.close()
 
@@ -170,7 +179,9 @@ def test_topics_and_group_offsets_survive_down_and_up(throwaway_home: Path) -> N
 
     consumer = make_consumer(again, group)
     try:
-        committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+        committed = until_coordinator_ready(
+            lambda: consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+        )
     finally:
         consumer.close()
     assert [(tp.partition, tp.offset) for tp in committed] == [(0, 7), (1, 11)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from confluent_kafka import TopicPartition
 
 from ops.services import stack as stack_mod
 from ops.services.postgres import check_database
+from schemas.errors import ConfigurationError
 from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings, load_settings
 
@@ -206,3 +208,14 @@ def test_external_stack_is_used_and_nothing_is_started(stack: Settings, throwawa
     assert not (throwaway_home / "postgres").exists()
     assert not (throwaway_home / "kafka").exists()
     assert not (throwaway_home / "connect").exists()
+
+
+def test_a_kept_port_taken_by_another_process_is_reported_with_the_fix(throwaway_home: Path) -> None:
+    kafka = stack_mod.embedded_kafka(load_settings(home=throwaway_home))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        kafka.save(port=squatter.getsockname()[1])
+        with pytest.raises(ConfigurationError, match=r"port \d+ .* is taken by another process: stop that"):
+            kafka.start()
+    assert kafka.status().pid is None, "nothing was started"
