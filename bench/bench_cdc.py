@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from bench.common import BenchContext, Measurement
 from connectors.config import derive_connector, load_connector_file
 from connectors.connect_client import ConnectClient
-from connectors.database import drop_replication_slot
+from connectors.database import drop_replication_slot, ensure_heartbeat_table
 from ops.connectors_cli import for_connect
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
@@ -121,6 +121,8 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
     table = f"{tag}_rows"
     spec = derive_connector(load_connector_file(PACKAGED)[0], f"{tag}-cdc", [f"public.{table}"])
     _create_table(url, table)
+    if spec.heartbeat_table:
+        ensure_heartbeat_table(url, spec.heartbeat_table)  # as `vigil connectors apply` does
     client = ConnectClient(connect_url)
     client.put_config(for_connect(spec, url))
     reader = _Reader(settings, f"cdc.public.{table}")

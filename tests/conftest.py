@@ -91,5 +91,5 @@ def throwaway_home() -> Iterator[Path]:
     try:
         yield home
     finally:
-        stack_mod.down(load_settings(home=home))
+        stack_mod.down(load_settings(home=home, embedded_schema_registry=True))
         shutil.rmtree(home, ignore_errors=True)
