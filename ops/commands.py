@@ -145,7 +145,7 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
             if java
             else "no `java` on PATH: the embedded Kafka needs `apt-get install openjdk-17-jre-headless`",
         )
-    if settings.schema_registry_url is None:
+    if resolved.schema_registry_url is None:
         add("schema registry", True, "not configured: Avro single-object encoding with local schemas")
     ok = all(f["status"] == "ok" for f in findings)
     if as_json:

@@ -269,12 +269,6 @@ def _connect_statuses(settings: Settings, specs: list[ConnectorSpec]) -> dict[st
     return out
 
 
-def _ago(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return f"{time.strftime('%H:%M:%S', time.localtime(ts))} ({max(0.0, time.time() - ts):.0f}s ago)"
-
-
 def status(
     settings: Settings, console: Console, *, as_json: bool = False, files: list[str] | None = None
 ) -> bool:
@@ -286,14 +280,12 @@ def status(
         print_table(
             console,
             "Connectors",
-            ["connector", "mode", "state", "last event", "events", "slot", "slot lag", "detail"],
+            ["connector", "mode", "state", "slot", "slot lag", "detail"],
             [
                 [
                     h.name,
                     h.mode,
                     ("[green]" if h.running else "[red]") + h.state + "[/]",
-                    _ago(h.last_event_at),
-                    "-" if h.events is None else f"{h.events:,}",
                     h.slot
                     + ("" if h.slot_active is None else (" (active)" if h.slot_active else " (inactive)")),
                     "-" if h.slot_lag_bytes is None else f"{h.slot_lag_bytes:,} B",
