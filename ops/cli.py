@@ -26,7 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-services_app = typer.Typer(help="The embedded Postgres and broker alone.", no_args_is_help=True)
+services_app = typer.Typer(
+    help="The embedded Postgres, Apache Kafka and Kafka Connect alone.", no_args_is_help=True
+)
 connectors_app = typer.Typer(
     help="Debezium connectors on Kafka Connect (VIGIL_CONNECT_URL, else the embedded worker).",
     no_args_is_help=True,
@@ -106,7 +108,7 @@ def replay(topic: str) -> None:
 
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
-    """Check the broker and database Vigil points at; name any limitation."""
+    """Check the database, Kafka and Kafka Connect Vigil points at; name any limitation."""
     ok = commands.doctor(settings(), console, as_json=as_json)
     raise typer.Exit(0 if ok else 1)
 
@@ -116,7 +118,7 @@ def doctor(as_json: JsonFlag = False) -> None:
 
 @services_app.command("up")
 def services_up(as_json: JsonFlag = False) -> None:
-    """Start the embedded Postgres and broker (idempotent) and print their URLs."""
+    """Start the embedded Postgres, Kafka and Kafka Connect (idempotent); print URLs and start time."""
     commands.services_up(settings(), console, as_json=as_json)
 
 
@@ -128,7 +130,7 @@ def services_down() -> None:
 
 @services_app.command("status")
 def services_status(as_json: JsonFlag = False) -> None:
-    """URLs and health of the database and the broker."""
+    """URLs and health of the database, Kafka and Kafka Connect."""
     healthy = commands.services_status(settings(), console, as_json=as_json)
     raise typer.Exit(0 if healthy else 1)
 

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     def require_bootstrap(self) -> str:
         if self.kafka_bootstrap is None:
             raise ConfigurationError(
-                "no Kafka bootstrap servers: set VIGIL_KAFKA_BOOTSTRAP or start the embedded broker "
+                "no Kafka bootstrap servers: set VIGIL_KAFKA_BOOTSTRAP or start the embedded Kafka "
                 "with `vigil services up`"
             )
         return self.kafka_bootstrap
