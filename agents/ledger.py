@@ -113,7 +113,6 @@ class LedgerReader(threading.Thread):
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10)
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
-            since_ms = int((time.time() - self.retention_s) * 1000) if self.retention_s is not None else 0
             self.consumer.assign(self._start_positions(partitions))
             at_end: set[int] = set()
             if not partitions:
@@ -138,10 +137,6 @@ class LedgerReader(threading.Thread):
                             log.debug("ledger reader: %s", error)
                         continue
                     key = msg.key()
-                    # Also filtered here: a broker may answer the by-time lookup with offset 0
-                    # (the embedded tansu broker does).
-                    if since_ms and msg.timestamp()[1] < since_ms:
-                        continue
                     if key is None:
                         continue
                     if msg.value() is None:

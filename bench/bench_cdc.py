@@ -1,12 +1,10 @@
-"""CDC: Postgres commit → Debezium (embedded, `vigil connectors run`) → Kafka.
+"""CDC: Postgres commit → Debezium in Kafka Connect (the embedded worker) → Kafka.
 
 One connector (a copy of the packaged ``vigil-demo`` for a bench table, ``poll.interval.ms=10``)
-runs in its own process exactly as ``vigil connectors run`` does: at-least-once, each batch
-flushed to Kafka before Debezium may commit its offsets. After a warm-up of 10,000 x scale rows:
+is applied to Kafka Connect over its REST API, as ``vigil connectors apply`` does. After a warm-up
+of 10,000 x scale rows:
 - ``bulk insert throughput``: rows/s from the first commit of a bulk insert (50,000 x scale rows,
-  5,000 per transaction) until the last row is read back from Kafka. Peer: the same connector in
-  the bench process with a handler that only counts (``debezium engine alone``), i.e. what
-  Debezium and the JVM give on this machine before Vigil's bridge and Kafka.
+  5,000 per transaction) until the last row is read back from Kafka.
 - ``steady 1,000 rows/s``: for 20 s x scale, 10 rows every 10 ms; per row, the time from its
   ``clock_timestamp()`` column (set inside the committing transaction) to when a consumer in this
   process sees it. Both clocks are this machine's; the consumer's own delay is included.
@@ -15,31 +13,27 @@ flushed to Kafka before Debezium may commit its offsets. After a warm-up of 10,0
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from psycopg import sql
 
-from bench.common import BenchContext, Measurement, with_ratio
-from connectors.config import derive_connector, engine_properties, load_connector_file, parse_database_url
+from bench.common import BenchContext, Measurement
+from connectors.config import derive_connector, load_connector_file
+from connectors.connect_client import ConnectClient
+from connectors.database import drop_replication_slot, ensure_heartbeat_table
+from ops.connectors_cli import for_connect
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
 
 BENCH = "cdc"
-VARIANT = "vigil connectors run → kafka"
-BASELINE = "debezium engine alone"
+VARIANT = "kafka connect + debezium → kafka"
 BULK = "bulk insert throughput"
 VIGIL = Path(sys.executable).parent / "vigil"
 PACKAGED = Path(__file__).resolve().parents[1] / "connectors" / "demo.json"
@@ -115,36 +109,26 @@ def run(ctx: BenchContext) -> list[Measurement]:
     warmup = max(1000, int(10_000 * ctx.scale))
     bulk = max(1000, int(50_000 * ctx.scale))
     seconds = max(5.0, 20.0 * ctx.scale)
-    vigil = _vigil(settings, warmup, bulk, seconds)
-    baseline = _engine_alone(settings, warmup, bulk)
-    return with_ratio([baseline, *vigil], BASELINE)
+    return _vigil(settings, warmup, bulk, seconds)
 
 
 def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[Measurement]:
-    """`vigil connectors run` in its own process; rows read back from Kafka here."""
+    """The connector in Kafka Connect; rows read back from Kafka here."""
     url = settings.require_database_url()
+    connect_url = settings.connect_url
+    if connect_url is None:
+        raise RuntimeError("the cdc bench needs Kafka Connect: `vigil services up` or VIGIL_CONNECT_URL")
     tag = "bench" + uuid.uuid4().hex[:6]
     table = f"{tag}_rows"
     spec = derive_connector(load_connector_file(PACKAGED)[0], f"{tag}-cdc", [f"public.{table}"])
-    home = Path(tempfile.mkdtemp(prefix="vigil-bench-cdc-"))
-    file = home / "connectors.json"
-    file.write_text(json.dumps([spec.as_connect_json()]))
     _create_table(url, table)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env.update(
-        {
-            "VIGIL_HOME": str(home),
-            "VIGIL_DATABASE_URL": url,
-            "VIGIL_KAFKA_BOOTSTRAP": settings.require_bootstrap(),
-        }
-    )
-    log = (home / "run.log").open("wb")
-    proc = subprocess.Popen(
-        [str(VIGIL), "connectors", "run", str(file)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    if spec.heartbeat_table:
+        ensure_heartbeat_table(url, spec.heartbeat_table)  # as `vigil connectors apply` does
+    client = ConnectClient(connect_url)
+    client.put_config(for_connect(spec, url))
     reader = _Reader(settings, f"cdc.public.{table}")
     try:
-        _wait_slot(url, spec.slot_name, proc)
+        _wait_slot(url, spec.slot_name)
         reader.start()
         _insert(url, table, 1, warmup)  # a running connector's JVM is warm
         reader.wait_for(warmup, timeout=300)
@@ -176,15 +160,10 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
         achieved = steady_rows / seconds
     finally:
         reader.stop.set()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        client.delete(spec.name)
+        client.close()
         _cleanup(url, spec.slot_name, spec.publication_name, spec.name, table)
-        shutil.rmtree(home, ignore_errors=True)
-    notes = "poll.interval.ms=10; at-least-once (Kafka ack before offset commit)"
+    notes = "poll.interval.ms=10; at-least-once (offsets committed every second)"
     return [
         Measurement(
             BENCH,
@@ -206,75 +185,10 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
     ]
 
 
-def _engine_alone(settings: Settings, warmup: int, bulk: int) -> Measurement:
-    """The same connector in this process with a handler that only counts: Debezium's own ceiling."""
-    from connectors.engine import start_jvm
-
-    url = settings.require_database_url()
-    tag = "benchbase" + uuid.uuid4().hex[:6]
-    table = f"{tag}_rows"
-    spec = derive_connector(load_connector_file(PACKAGED)[0], f"{tag}-cdc", [f"public.{table}"])
-    _create_table(url, table)
-    home = Path(tempfile.mkdtemp(prefix="vigil-bench-cdc-"))
-    start_jvm(home)
-    from connectors import _jvm
-
-    seen = [0]
-    last = [0.0]
-
-    @_jvm.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
-    class Counter:
-        @_jvm._override
-        def handleBatch(self, records: Any, committer: Any) -> None:
-            for record in records:
-                committer.markProcessed(record)
-            committer.markBatchFinished()
-            seen[0] += len(records)
-            last[0] = time.time()
-
-        @_jvm._override
-        def supportsTombstoneEvents(self) -> bool:
-            return True
-
-    engine = _jvm.build_engine(
-        engine_properties(spec, parse_database_url(url)),
-        Counter(),
-        _jvm.CompletionCallback(lambda ok, message, error: None),
-    )
-    thread = threading.Thread(target=engine.run, daemon=True)
-    thread.start()
-    try:
-        _wait_slot(url, spec.slot_name, None)
-        _insert(url, table, 1, warmup)
-        _wait_count(seen, warmup)
-        started = time.time()
-        _insert(url, table, warmup + 1, bulk)
-        _wait_count(seen, warmup + bulk)
-        throughput = bulk / (last[0] - started)
-    finally:
-        engine.close()
-        thread.join(30)
-        _cleanup(url, spec.slot_name, spec.publication_name, spec.name, table)
-        shutil.rmtree(home, ignore_errors=True)
-    return Measurement(
-        BENCH, BASELINE, BULK, throughput, "rows/s", notes="same connector, count-only handler, no Kafka"
-    )
-
-
-def _wait_count(seen: list[int], count: int, timeout: float = 300.0) -> None:
-    deadline = time.time() + timeout
-    while seen[0] < count:
-        if time.time() > deadline:
-            raise RuntimeError(f"only {seen[0]} of {count} rows reached the handler")
-        time.sleep(0.02)
-
-
-def _wait_slot(url: str, slot: str, proc: subprocess.Popen[bytes] | None, timeout: float = 120.0) -> None:
+def _wait_slot(url: str, slot: str, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while time.time() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError("vigil connectors run exited early")
             row = conn.execute(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
             ).fetchone()
@@ -285,22 +199,8 @@ def _wait_slot(url: str, slot: str, proc: subprocess.Popen[bytes] | None, timeou
 
 
 def _cleanup(url: str, slot: str, publication: str, name: str, table: str) -> None:
+    drop_replication_slot(url, slot)
     with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(20):
-            row = conn.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone()
-            if row is None or not row[0]:
-                break
-            time.sleep(0.5)
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-            (slot,),
-        )
         conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
-        conn.execute(
-            "DELETE FROM vigil.debezium_offsets WHERE starts_with(offset_key, %s)",
-            (json.dumps([name], separators=(",", ":"))[:-1] + ",",),
-        )
         conn.execute("DELETE FROM public.vigil_heartbeat WHERE id = %s", (name,))
         conn.execute(f"DROP TABLE IF EXISTS public.{table}")

@@ -47,7 +47,7 @@ class BenchContext:
             from ops.services import stack
             from streams.settings import load_settings
 
-            self._settings = stack.up(load_settings())
+            self._settings = stack.up(load_settings(), connect=True)
         return self._settings
 
 

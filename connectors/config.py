@@ -1,10 +1,9 @@
-"""Connector files and their translation to the embedded engine's properties. Pure: no I/O clients.
+"""Connector files and the config Vigil sends to Kafka Connect for them. Pure: no I/O clients.
 
-A connector file is in Kafka Connect's REST shape, ``{"name": …, "config": {…}}``, so the same
-file is PUT to Connect as is and run by the embedded Debezium engine after
-:func:`engine_properties` has added what only the embedded engine needs: its name (the offset
-key), the JDBC offset store in Vigil's Postgres, the offset flush interval, and the database
-address taken from ``VIGIL_DATABASE_URL`` instead of the file's (docker-compose) values.
+A connector file is in Kafka Connect's REST shape, ``{"name": …, "config": {…}}``. The same file
+serves the embedded Connect worker and a production one: :func:`connect_config` only puts the
+database address taken from ``VIGIL_DATABASE_URL`` (or the embedded Postgres) in place of the
+file's docker-compose placeholder values.
 """
 
 from __future__ import annotations
@@ -12,35 +11,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from schemas.errors import ConfigurationError
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
-JDBC_OFFSET_STORE = "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore"
-#: Where the embedded engine keeps its offsets, one row per connector (keyed by its name).
-DEFAULT_OFFSET_TABLE = "vigil.debezium_offsets"
-DEFAULT_OFFSET_FLUSH_MS = 1000
-# The store's own DDL without IF NOT EXISTS fails on a schema-qualified name that already exists
-# (its existence check ignores the schema), so the DDL is given here.
-OFFSET_TABLE_DDL = (
-    "CREATE TABLE IF NOT EXISTS %s (id VARCHAR(36) NOT NULL, offset_key VARCHAR(1255), "
-    "offset_val VARCHAR(1255), record_insert_ts TIMESTAMP NOT NULL, "
-    "record_insert_seq INTEGER NOT NULL, PRIMARY KEY (id))"
+_DATABASE_KEYS = (
+    "database.hostname",
+    "database.port",
+    "database.user",
+    "database.password",
+    "database.dbname",
 )
-# The store deletes and rewrites every row of its table on each flush: each connector's store
-# must see only its own rows (keyed ``["<name>",{…}]``) or connectors sharing the table clobber
-# each other's offsets.
-OFFSET_TABLE_SELECT = (
-    "SELECT id, offset_key, offset_val FROM %s WHERE starts_with(offset_key, '{prefix}') "
-    "ORDER BY record_insert_ts, record_insert_seq"
-)
-OFFSET_TABLE_DELETE = "DELETE FROM %s WHERE starts_with(offset_key, '{prefix}')"
-#: The JDBC offset store refuses an empty password even where the server trusts the client.
-PLACEHOLDER_PASSWORD = "unused"
-_CONVERTER_CLASS_KEYS = ("key.converter", "value.converter", "header.converter")
 # A Postgres identifier as written in SQL: plain (folded to lower case) or double-quoted.
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _HEARTBEAT_TABLE = re.compile(rf"^\s*INSERT\s+INTO\s+({_IDENT}(?:\s*\.\s*{_IDENT})?)", re.IGNORECASE)
@@ -235,30 +219,20 @@ def parse_database_url(url: str) -> DatabaseTarget:
     )
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    """What the embedded engine adds to a connector's config."""
+def connect_config(spec: ConnectorSpec, database: DatabaseTarget | None) -> dict[str, str]:
+    """The config Vigil PUTs to Kafka Connect for ``spec``.
 
-    offset_table: str = DEFAULT_OFFSET_TABLE
-    offset_flush_interval_ms: int = DEFAULT_OFFSET_FLUSH_MS
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def engine_properties(
-    spec: ConnectorSpec, database: DatabaseTarget, options: EngineOptions | None = None
-) -> dict[str, str]:
-    """The embedded engine's properties for ``spec`` against ``database``.
-
-    The database address comes from ``database`` (the file's values are for Kafka Connect in
-    docker-compose); its password only if the URL has one. Converter classes are dropped (the
-    engine's JSON format picks them) but their settings are kept, so records look as they would
-    through Connect.
+    The file's database address is a placeholder (docker-compose's ``postgres:5432``): where Vigil
+    knows its database (``VIGIL_DATABASE_URL`` or the embedded one) the address, user and database
+    name come from that URL, and the password only if the URL has one (the embedded Postgres trusts
+    loopback clients). Everything else is sent as the file has it.
     """
-    options = options or EngineOptions()
-    props = {k: v for k, v in spec.config.items() if k not in _CONVERTER_CLASS_KEYS}
-    props.update(
+    config = {**spec.config, "name": spec.name}
+    if database is None:
+        return config
+    config = {k: v for k, v in config.items() if k not in _DATABASE_KEYS}
+    config.update(
         {
-            "name": spec.name,
             "database.hostname": database.host,
             "database.port": str(database.port),
             "database.user": database.user,
@@ -266,38 +240,8 @@ def engine_properties(
         }
     )
     if database.password is not None:
-        props["database.password"] = database.password
-    value_schemas = spec.config.get("value.converter.schemas.enable")
-    if value_schemas is not None:
-        props.setdefault("converter.schemas.enable", value_schemas)
-    props.setdefault("header.converter.schemas.enable", "false")
-    # Metrics MBeans are named by topic.prefix, shared by Vigil's connectors: tell them apart.
-    props.setdefault("custom.metric.tags", f"connector={spec.name}")
-    props.update(
-        {
-            "offset.storage": JDBC_OFFSET_STORE,
-            "offset.storage.jdbc.connection.url": database.jdbc_url,
-            "offset.storage.jdbc.connection.user": database.user,
-            "offset.storage.jdbc.connection.password": database.password or PLACEHOLDER_PASSWORD,
-            "offset.storage.jdbc.table.name": options.offset_table,
-            "offset.storage.jdbc.table.ddl": OFFSET_TABLE_DDL,
-            "offset.storage.jdbc.table.select": OFFSET_TABLE_SELECT.format(
-                prefix=_offset_key_prefix(spec.name)
-            ),
-            "offset.storage.jdbc.table.delete": OFFSET_TABLE_DELETE.format(
-                prefix=_offset_key_prefix(spec.name)
-            ),
-            "offset.flush.interval.ms": str(options.offset_flush_interval_ms),
-        }
-    )
-    props.update(options.extra)
-    return props
-
-
-def _offset_key_prefix(name: str) -> str:
-    """The start of this connector's offset keys, as a SQL literal's body inside a format string."""
-    prefix = json.dumps([name], ensure_ascii=False, separators=(",", ":"))[:-1] + ","
-    return prefix.replace("'", "''").replace("%", "%%")
+        config["database.password"] = database.password
+    return config
 
 
 def slot_safe(name: str) -> str:

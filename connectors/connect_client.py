@@ -89,7 +89,7 @@ class ConnectClient:
         except httpx.HTTPError as exc:
             raise ServiceError(
                 f"Kafka Connect at {self.base_url} did not answer ({exc.__class__.__name__}: {exc}); "
-                "check VIGIL_CONNECT_URL, or unset it to run connectors in the embedded engine"
+                "check VIGIL_CONNECT_URL (unset: Vigil's embedded Connect, started by `vigil services up`)"
             ) from exc
         if response.status_code >= 400:
             raise _error(method, path, response)
@@ -115,6 +115,20 @@ class ConnectClient:
     def restart_task(self, name: str, task_id: int) -> None:
         """POST /connectors/{name}/tasks/{id}/restart."""
         self._request("POST", f"/connectors/{_seg(name)}/tasks/{task_id}/restart")
+
+    def restart(self, name: str) -> None:
+        """POST /connectors/{name}/restart?includeTasks=true: the connector and all its tasks."""
+        self._request("POST", f"/connectors/{_seg(name)}/restart?includeTasks=true&onlyFailed=false")
+
+    def delete(self, name: str) -> bool:
+        """DELETE /connectors/{name}; False if there was no such connector."""
+        try:
+            self._request("DELETE", f"/connectors/{_seg(name)}")
+        except VigilError as exc:
+            if exc.code == "404":
+                return False
+            raise
+        return True
 
     def apply(self, spec: ConnectorSpec) -> ApplyResult:
         """Create or update ``spec``, then restart any of its tasks that have failed."""

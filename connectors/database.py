@@ -1,7 +1,8 @@
-"""What the connectors need from Postgres directly: the heartbeat table, and replication slot lag."""
+"""What the connectors need from Postgres directly: the heartbeat table, replication slot lag, dropping a slot."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -50,3 +51,27 @@ def replication_slots(database_url: str, names: list[str] | None = None) -> dict
         raise ServiceError(f"cannot read pg_replication_slots: {exc}", code=exc.sqlstate) from exc
     slots = {row[0]: SlotInfo(row[0], bool(row[1]), row[2], row[3]) for row in rows}
     return slots if names is None else {n: s for n, s in slots.items() if n in names}
+
+
+def drop_replication_slot(database_url: str, slot_name: str, timeout: float = 30.0) -> bool:
+    """Drop ``slot_name`` once no walsender holds it (a deleted connector lets go a moment later)."""
+    deadline = time.monotonic() + timeout
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+            while True:
+                row = conn.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot_name,)
+                ).fetchone()
+                if row is None:
+                    return False
+                if not row[0] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot_name,))
+    except psycopg.Error as exc:
+        raise ServiceError(
+            f"cannot drop replication slot {slot_name}: {exc}; drop it with "
+            f"SELECT pg_drop_replication_slot('{slot_name}')",
+            code=exc.sqlstate,
+        ) from exc
+    return True

@@ -27,9 +27,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-services_app = typer.Typer(help="The embedded Postgres and broker alone.", no_args_is_help=True)
+services_app = typer.Typer(
+    help="The embedded Postgres, Apache Kafka and Kafka Connect alone.", no_args_is_help=True
+)
 connectors_app = typer.Typer(
-    help="Debezium connectors: apply to Kafka Connect, or run embedded.", no_args_is_help=True
+    help="Debezium connectors on Kafka Connect (VIGIL_CONNECT_URL, else the embedded worker).",
+    no_args_is_help=True,
 )
 drift_app = typer.Typer(help="Publish drift events; run drift detectors.", no_args_is_help=True)
 inspect_app = typer.Typer(help="Topics, consumer groups and decoded messages.", no_args_is_help=True)
@@ -108,7 +111,7 @@ def replay(topic: str) -> None:
 
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
-    """Check the broker and database Vigil points at; name any limitation."""
+    """Check the database, Kafka and Kafka Connect Vigil points at; name any limitation."""
     ok = commands.doctor(settings(), console, as_json=as_json)
     raise typer.Exit(0 if ok else 1)
 
@@ -118,7 +121,7 @@ def doctor(as_json: JsonFlag = False) -> None:
 
 @services_app.command("up")
 def services_up(as_json: JsonFlag = False) -> None:
-    """Start the embedded Postgres and broker (idempotent) and print their URLs."""
+    """Start the embedded Postgres, Kafka and Kafka Connect (idempotent); print URLs and start time."""
     commands.services_up(settings(), console, as_json=as_json)
 
 
@@ -130,7 +133,7 @@ def services_down() -> None:
 
 @services_app.command("status")
 def services_status(as_json: JsonFlag = False) -> None:
-    """URLs and health of the database and the broker."""
+    """URLs and health of the database, Kafka and Kafka Connect."""
     healthy = commands.services_status(settings(), console, as_json=as_json)
     raise typer.Exit(0 if healthy else 1)
 
@@ -211,21 +214,34 @@ def connectors_list() -> None:
 @connectors_app.command("apply")
 def connectors_apply(
     files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Restart each connector and all its tasks afterwards.")
+    ] = False,
 ) -> None:
-    """Create or update connectors on Kafka Connect (VIGIL_CONNECT_URL)."""
+    """Create or update connectors on Kafka Connect; restart failed tasks."""
     from ops import connectors_cli
 
-    connectors_cli.apply(settings(), console, files)
+    connectors_cli.apply(settings(), console, files, restart=restart)
 
 
 @connectors_app.command("run")
 def connectors_run(
     files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
 ) -> None:
-    """Run connectors in the embedded Debezium engine, producing to Kafka."""
+    """Apply connectors to Kafka Connect (starting the embedded worker if needed), follow their status."""
     from ops import connectors_cli
 
     connectors_cli.run(settings(), console, files)
+
+
+@connectors_app.command("remove")
+def connectors_remove(
+    files: Annotated[list[str] | None, typer.Argument(help="Connector JSON files.")] = None,
+) -> None:
+    """Delete connectors from Kafka Connect and drop their replication slots."""
+    from ops import connectors_cli
+
+    connectors_cli.remove(settings(), console, files)
 
 
 @connectors_app.command("status")

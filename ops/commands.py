@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import psycopg
 from confluent_kafka import KafkaException
@@ -13,6 +14,7 @@ from ops import migrations
 from ops.doctor import kafka_facts, postgres_facts
 from ops.output import print_json, print_table
 from ops.services import stack
+from ops.services.connect import connect_health
 from ops.services.postgres import check_database
 from schemas.errors import VigilError
 from streams.doctor_checks import check_kafka, check_postgres
@@ -59,8 +61,18 @@ def _service_json(settings: Settings) -> dict[str, object]:
         "database_url": mask_url(resolved.database_url) if resolved.database_url else None,
         "database_password_file": str(password_file) if password_file is not None else None,
         "kafka_bootstrap": resolved.kafka_bootstrap,
+        "connect_url": resolved.connect_url,
         "postgres": _masked_health(healths["postgres"]),
         "kafka": _masked_health(healths["kafka"]),
+        "connect": _masked_health(healths["connect"]),
+        "schema_registry_url": mask_url(resolved.schema_registry_url)
+        if resolved.schema_registry_url
+        else None,
+        **(
+            {"schema_registry": _masked_health(healths["schema registry"])}
+            if "schema registry" in healths
+            else {}
+        ),
     }
 
 
@@ -73,12 +85,17 @@ def services_url(settings: Settings, *, show_password: bool) -> str | None:
 
 
 def services_up(settings: Settings, console: Console, *, as_json: bool) -> Settings:
-    resolved = stack.up(settings)
+    times: dict[str, float] = {}
+    started = time.monotonic()
+    resolved = stack.up(settings, connect=True, times=times)
+    elapsed = time.monotonic() - started
     if as_json:
-        print_json(_service_json(settings))
+        print_json({**_service_json(settings), "ready_seconds": round(elapsed, 2)})
     else:
         rows, _ = _health_rows(settings)
         print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
+        each = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in times.items())
+        console.print(f"stack ready in {elapsed:.1f}s ({each})")
     return resolved
 
 
@@ -91,7 +108,8 @@ def services_status(settings: Settings, console: Console, *, as_json: bool) -> b
     if as_json:
         data = _service_json(settings)
         print_json(data)
-        return all(bool(data[name]["healthy"]) for name in ("postgres", "kafka"))  # type: ignore[index]
+        names = ("postgres", "kafka", "connect", "schema_registry")
+        return all(bool(data[name]["healthy"]) for name in names if name in data)  # type: ignore[index]
     rows, ok = _health_rows(settings)
     print_table(console, "Vigil services", ["service", "kind", "url", "health", "detail"], rows)
     return ok
@@ -138,7 +156,7 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
         findings.append({"part": part, "status": "ok" if ok else "problem", "detail": detail})
 
     pg_down = settings.uses_embedded_postgres and not stack.embedded_postgres(settings).status().running
-    broker_down = settings.uses_embedded_broker and not stack.embedded_broker(settings).status().running
+    broker_down = settings.uses_embedded_broker and not stack.embedded_kafka(settings).status().running
     if resolved.database_url is None or pg_down:
         add("postgres", False, "embedded Postgres is not running: `vigil services up`")
     else:
@@ -156,35 +174,38 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
         except psycopg.Error as exc:
             add("postgres", False, mask_urls_in(str(exc)))
     if resolved.kafka_bootstrap is None or broker_down:
-        add("kafka", False, "embedded broker is not running: `vigil services up`")
+        add("kafka", False, "embedded Kafka is not running: `vigil services up`")
     else:
         try:
             add("kafka", True, f"{check_broker(resolved)} broker(s) at {resolved.kafka_bootstrap}")
             window_s = settings.processed_retention_days * 86400
             for problem in check_kafka(kafka_facts(resolved), dedup_window_s=window_s):
-                # The embedded broker's gaps are known limitations (named below), not a broken setup.
-                add(problem.part, settings.uses_embedded_broker, f"{problem.message}; fix: {problem.fix}")
+                add(problem.part, False, f"{problem.message}; fix: {problem.fix}")
         except VigilError as exc:
             add("kafka", False, str(exc))
         except KafkaException as exc:
             add("kafka", False, f"could not read the broker's configuration: {exc}")
-    if settings.uses_embedded_broker:
-        add(
-            "kafka",
-            True,
-            "limitation: the embedded tansu broker keeps topics in memory only, does not compact, "
-            "and under-reports high watermarks; production is Apache Kafka (docker-compose.yml)",
-        )
-    if settings.connect_url is None:
+    if resolved.connect_url is None:
+        add("connect", False, "embedded Kafka Connect is not running: `vigil services up`")
+    else:
+        try:
+            add(
+                "connect",
+                True,
+                f"Kafka Connect {connect_health(resolved.connect_url)} at {resolved.connect_url}",
+            )
+        except VigilError as exc:
+            add("connect", False, str(exc))
+    if settings.uses_embedded_broker or settings.uses_embedded_connect:
         java = shutil.which("java")
         add(
             "java",
             java is not None,
-            f"{java} runs the embedded Debezium engine"
+            f"{java} runs the embedded Kafka and Kafka Connect"
             if java
-            else "no `java` on PATH: the embedded Debezium engine needs `apt-get install openjdk-17-jre-headless`",
+            else "no `java` on PATH: the embedded Kafka needs `apt-get install openjdk-17-jre-headless`",
         )
-    if settings.schema_registry_url is None:
+    if resolved.schema_registry_url is None:
         add("schema registry", True, "not configured: Avro single-object encoding with local schemas")
     ok = all(f["status"] == "ok" for f in findings)
     if as_json:

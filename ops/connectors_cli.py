@@ -1,4 +1,6 @@
-"""``vigil connectors list|apply|run|status``: Debezium connectors on Kafka Connect, or embedded.
+"""``vigil connectors list|apply|run|status|remove``: Debezium connectors on Kafka Connect.
+
+Kafka Connect is ``VIGIL_CONNECT_URL``, else Vigil's embedded worker (started as needed).
 
 The connector files are the ones named on the command line, else ``VIGIL_CONNECTORS`` (a
 directory or comma-separated files), else the packaged ``connectors/*.json``.
@@ -7,6 +9,7 @@ directory or comma-separated files), else the packaged ``connectors/*.json``.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,16 +18,19 @@ from types import FrameType
 from rich.console import Console
 
 import connectors
-from connectors.config import ConnectorSpec, connector_paths, load_connectors, parse_database_url
-from connectors.connect_client import ConnectClient, ConnectorStatus
-from connectors.database import SlotInfo, ensure_heartbeat_table, replication_slots
-from connectors.engine import EmbeddedRunner
-from connectors.state import read_state, state_dir
+from connectors.config import (
+    ConnectorSpec,
+    connect_config,
+    connector_paths,
+    load_connectors,
+    parse_database_url,
+)
+from connectors.connect_client import ApplyResult, ConnectClient, ConnectorStatus
+from connectors.database import SlotInfo, drop_replication_slot, ensure_heartbeat_table, replication_slots
 from ops import migrations
 from ops.output import print_json, print_table
 from ops.services import stack
-from ops.services.procs import pid_alive
-from schemas.errors import ConfigurationError, ServiceError, VigilError
+from schemas.errors import ConfigurationError, RetryableError, VigilError
 from streams.redact import mask_url
 from streams.settings import Settings
 
@@ -58,39 +64,80 @@ def list_connectors(settings: Settings, console: Console, files: list[str] | Non
     )
 
 
-def apply(settings: Settings, console: Console, files: list[str] | None = None) -> None:
-    """Create or update every connector on Kafka Connect; restart failed tasks."""
-    if settings.connect_url is None:
-        raise ConfigurationError(
-            "VIGIL_CONNECT_URL is not set: point it at Kafka Connect's REST API "
-            "(e.g. http://localhost:8083), or run the connectors embedded with `vigil connectors run`"
-        )
+def target_stack(settings: Settings) -> Settings:
+    """Settings naming the Connect to apply to: ``VIGIL_CONNECT_URL``, else the embedded worker.
+
+    The embedded worker (and the embedded Postgres and Kafka under it) is started if needed; an
+    external Connect starts nothing.
+    """
+    if settings.uses_embedded_connect:
+        return stack.up(settings, connect=True)
+    return stack.attach(settings)
+
+
+def known_database(settings: Settings) -> str | None:
+    """Vigil's database URL where it is known without starting anything."""
+    if not settings.uses_embedded_postgres:
+        return settings.database_url
+    pg = stack.embedded_postgres(settings).status()
+    return pg.url if pg.running else None
+
+
+def for_connect(spec: ConnectorSpec, database_url: str | None) -> ConnectorSpec:
+    """``spec`` as PUT to Connect: the database address from Vigil's URL where Vigil knows it."""
+    database = parse_database_url(database_url) if database_url else None
+    return ConnectorSpec(spec.name, connect_config(spec, database), spec.source)
+
+
+def apply(
+    settings: Settings, console: Console, files: list[str] | None = None, *, restart: bool = False
+) -> list[ApplyResult]:
+    """Create or update every connector on Kafka Connect; restart failed tasks (all, if ``restart``)."""
     specs = load_specs(settings, files)
-    _prepare_heartbeat_tables(settings, specs, console)
+    resolved = target_stack(settings)
+    assert resolved.connect_url is not None
+    database_url = known_database(resolved)
+    _prepare_database(database_url, specs, console)
+    results = []
     rows = []
-    with ConnectClient(settings.connect_url) as client:
+    with ConnectClient(resolved.connect_url) as client:
         for spec in specs:
-            result = client.apply(spec)
+            result = _apply_one(client, for_connect(spec, database_url))
+            if restart:
+                client.restart(spec.name)
+            results.append(result)
             state = result.status.state if result.status else "PENDING"
-            restarted = ", ".join(str(t) for t in result.restarted_tasks) or "-"
+            restarted = "all" if restart else (", ".join(str(t) for t in result.restarted_tasks) or "-")
             rows.append([spec.name, "created" if result.created else "updated", state, restarted])
     print_table(
         console,
-        f"Kafka Connect at {mask_url(settings.connect_url)}",
+        f"Kafka Connect at {mask_url(resolved.connect_url)}",
         ["connector", "action", "state", "restarted tasks"],
         rows,
     )
+    return results
 
 
-def _prepare_heartbeat_tables(settings: Settings, specs: list[ConnectorSpec], console: Console) -> None:
-    """Create the heartbeat tables where Vigil's database is known; Connect needs them to exist."""
-    database_url = stack.attach(settings).database_url
+def _apply_one(client: ConnectClient, spec: ConnectorSpec, timeout: float = 60.0) -> ApplyResult:
+    # A worker that just started (or lost its group) answers 409 while it rebalances.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.apply(spec)
+        except RetryableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _prepare_database(database_url: str | None, specs: list[ConnectorSpec], console: Console) -> None:
+    """Vigil's schema (the outbox table) and the heartbeat tables, where Vigil's database is known."""
     tables = sorted({s.heartbeat_table for s in specs if s.heartbeat_table})
-    if not tables:
-        return
     if database_url is None:
-        console.print(f"[yellow]note:[/] make sure the heartbeat table(s) {', '.join(tables)} exist")
+        if tables:
+            console.print(f"[yellow]note:[/] make sure the heartbeat table(s) {', '.join(tables)} exist")
         return
+    migrations.upgrade(database_url)
     for table in tables:
         try:
             ensure_heartbeat_table(database_url, table)
@@ -99,31 +146,48 @@ def _prepare_heartbeat_tables(settings: Settings, specs: list[ConnectorSpec], co
 
 
 def run(settings: Settings, console: Console, files: list[str] | None = None) -> None:
-    """Run the connectors in the embedded engine until SIGTERM or Ctrl-C."""
+    """Apply the connectors to Connect (the embedded worker if none is named), then follow their
+    status until SIGTERM or Ctrl-C. The connectors keep running in Connect afterwards."""
     specs = load_specs(settings, files)
-    resolved = stack.up(settings)
-    database_url = resolved.require_database_url()
-    resolved.require_bootstrap()
-    migrations.upgrade(database_url)  # the outbox table and the offset store's schema
-    for spec in specs:
-        if spec.heartbeat_table:
-            ensure_heartbeat_table(database_url, spec.heartbeat_table)
-    runner = EmbeddedRunner(resolved, specs, parse_database_url(database_url))
+    resolved = target_stack(settings)
+    apply(settings, console, files)
+    stop = threading.Event()
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        console.print(f"stopping connectors ({signal.Signals(signum).name})")
-        runner.stop()
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        console.print(f"stopping ({signal.Signals(signum).name}); the connectors keep running in Connect")
+        stop.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    console.print(
-        f"running {', '.join(s.name for s in specs)} → Kafka {resolved.kafka_bootstrap} "
-        f"(Debezium log: {state_dir(resolved.home) / 'debezium.log'})"
-    )
-    if not runner.run():
-        failed = "; ".join(f"{s.connector}: {s.error}" for s in runner.failures())
-        raise ServiceError(f"connector failed: {failed}; see {state_dir(resolved.home) / 'debezium.log'}")
-    console.print("connectors stopped")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console.print(f"following {', '.join(s.name for s in specs)} on {resolved.connect_url} (Ctrl-C stops)")
+    last: dict[str, str] = {}
+    while not stop.wait(2.0):
+        for health in connector_health(settings, files):
+            line = f"{health.state}" + (f" ({health.detail})" if health.detail else "")
+            if last.get(health.name) != line:
+                last[health.name] = line
+                console.print(f"{health.name}: {line}")
+
+
+def remove(settings: Settings, console: Console, files: list[str] | None = None) -> None:
+    """Delete the connectors from Connect and drop their replication slots."""
+    specs = load_specs(settings, files)
+    resolved = stack.attach(settings)
+    if resolved.connect_url is None:
+        raise ConfigurationError(
+            "Kafka Connect is not running: `vigil services up` (or set VIGIL_CONNECT_URL)"
+        )
+    database_url = known_database(resolved)
+    with ConnectClient(resolved.connect_url) as client:
+        for spec in specs:
+            deleted = client.delete(spec.name)
+            dropped = False
+            if database_url is not None:
+                dropped = drop_replication_slot(database_url, spec.slot_name)
+            console.print(
+                f"{spec.name}: {'deleted' if deleted else 'not on Connect'}; slot {spec.slot_name} "
+                + ("dropped" if dropped else "not dropped" if database_url else "left (database unknown)")
+            )
 
 
 @dataclass(frozen=True)
@@ -131,7 +195,7 @@ class ConnectorHealth:
     """One connector's health, for ``vigil connectors status`` and ``vigil status``."""
 
     name: str
-    mode: str  # "embedded" or "connect"
+    mode: str  # always "connect": every connector runs in Kafka Connect
     running: bool
     state: str
     last_event_at: float | None
@@ -157,57 +221,32 @@ def connector_health(settings: Settings, files: list[str] | None = None) -> list
             slot_error = str(exc)
     else:
         slot_error = "no database (vigil services up)"
-    remote = _connect_statuses(settings, specs) if settings.connect_url else {}
+    if resolved.connect_url is None:
+        remote: dict[str, ConnectorStatus | str] = {
+            s.name: "Kafka Connect is not running (vigil services up)" for s in specs
+        }
+    else:
+        remote = _connect_statuses(resolved, specs)
     out = []
     for spec in specs:
         slot = slots.get(spec.slot_name)
         detail = slot_error or ("" if slot else "no replication slot yet")
-        if settings.connect_url:
-            status_or_error = remote[spec.name]
-            if isinstance(status_or_error, str):
-                running, state, detail = False, "unknown", status_or_error
-            else:
-                running, state = status_or_error.running, status_or_error.state
-                failed = status_or_error.failed_tasks
-                if failed:
-                    detail = f"failed tasks: {', '.join(str(t.id) for t in failed)}"
-            out.append(
-                ConnectorHealth(
-                    spec.name,
-                    "connect",
-                    running,
-                    state,
-                    None,
-                    None,
-                    spec.slot_name,
-                    slot.active if slot else None,
-                    slot.lag_bytes if slot else None,
-                    detail,
-                )
-            )
-            continue
-        saved = read_state(settings.home, spec.name)
-        alive = (
-            saved is not None
-            and saved.state in ("running", "restarting", "starting")
-            and pid_alive(saved.pid)
-        )
-        if saved is None:
-            state = "never run"
-        elif alive:
-            state = saved.state
+        status_or_error = remote[spec.name]
+        if isinstance(status_or_error, str):
+            running, state, detail = False, "unknown", status_or_error
         else:
-            state = saved.state if saved.state in ("stopped", "failed") else "dead"
-        if saved is not None and saved.error and not detail:
-            detail = f"last error: {saved.error}"
+            running, state = status_or_error.running, status_or_error.state
+            failed = status_or_error.failed_tasks
+            if failed:
+                detail = f"failed tasks: {', '.join(str(t.id) for t in failed)} (vigil connectors apply)"
         out.append(
             ConnectorHealth(
                 spec.name,
-                "embedded",
-                alive,
+                "connect",
+                running,
                 state,
-                saved.last_event_at if saved else None,
-                saved.events if saved else None,
+                None,
+                None,
                 spec.slot_name,
                 slot.active if slot else None,
                 slot.lag_bytes if slot else None,
@@ -231,12 +270,6 @@ def _connect_statuses(settings: Settings, specs: list[ConnectorSpec]) -> dict[st
     return out
 
 
-def _ago(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return f"{time.strftime('%H:%M:%S', time.localtime(ts))} ({max(0.0, time.time() - ts):.0f}s ago)"
-
-
 def status(
     settings: Settings, console: Console, *, as_json: bool = False, files: list[str] | None = None
 ) -> bool:
@@ -248,14 +281,12 @@ def status(
         print_table(
             console,
             "Connectors",
-            ["connector", "mode", "state", "last event", "events", "slot", "slot lag", "detail"],
+            ["connector", "mode", "state", "slot", "slot lag", "detail"],
             [
                 [
                     h.name,
                     h.mode,
                     ("[green]" if h.running else "[red]") + h.state + "[/]",
-                    _ago(h.last_event_at),
-                    "-" if h.events is None else f"{h.events:,}",
                     h.slot
                     + ("" if h.slot_active is None else (" (active)" if h.slot_active else " (inactive)")),
                     "-" if h.slot_lag_bytes is None else f"{h.slot_lag_bytes:,} B",

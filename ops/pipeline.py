@@ -1,9 +1,10 @@
 """``vigil up``: the whole pipeline in the foreground; ``--demo`` shows it working end to end.
 
-The stack (embedded services as needed), the migrations and the topics first; then, each in its
-own process under a :class:`~ops.supervisor.Supervisor`: the Debezium connectors (embedded engine,
-unless Kafka Connect is configured), the worker with the agents and the outbox relay, and for the
-demo a JSON-lines sink. Ctrl-C or SIGTERM stops them cleanly.
+The stack (embedded services as needed: Postgres, Kafka, Kafka Connect), the migrations and the
+topics first; then the Debezium connectors are applied to Kafka Connect over its REST API; then,
+each in its own process under a :class:`~ops.supervisor.Supervisor`: the worker with the agents and
+the outbox relay, and for the demo a JSON-lines sink. Ctrl-C or SIGTERM stops them cleanly; the
+connectors keep running in Connect.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import psycopg
 from rich.console import Console
 
 from ops import migrations
+from ops.connectors_cli import apply as apply_connectors
 from ops.connectors_cli import connector_files
 from ops.output import print_table
 from ops.services import stack
@@ -62,12 +64,10 @@ def build_supervisor(
     relayed_by_debezium = debezium_relays_outbox(resolved)
     supervisor = Supervisor(Path(resolved.home).absolute() / "logs")
     env = child_env(resolved)
-    if resolved.connect_url is None and files:
-        supervisor.add("connectors", vigil_argv("connectors", "run", *map(str, files)), env)
     modules = [*agent_modules, *([DEMO_AGENT_MODULE] if demo else [])]
     if modules or resolved.agent_modules or resolved.builtin_agents:
         argv = vigil_argv("worker", *(arg for m in modules for arg in ("-A", m)))
-        relay = "false" if relayed_by_debezium and resolved.connect_url is None else "true"
+        relay = "false" if relayed_by_debezium and files else "true"
         user_chose = "outbox_relay" in resolved.model_fields_set  # VIGIL_OUTBOX_RELAY or vigil.toml wins
         supervisor.add("worker", argv, env if user_chose else {**env, "VIGIL_OUTBOX_RELAY": relay})
     if sink_file is not None:
@@ -93,9 +93,12 @@ def build_supervisor(
 
 def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modules: list[str]) -> None:
     console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
-    resolved = stack.up(settings)
+    resolved = stack.up(settings, connect=True)
     database_url = resolved.require_database_url()
-    console.print(f"Postgres: {mask_url(database_url)}\nKafka:    {resolved.kafka_bootstrap}")
+    console.print(
+        f"Postgres: {mask_url(database_url)}\nKafka:    {resolved.kafka_bootstrap}\n"
+        f"Connect:  {mask_url(resolved.connect_url) if resolved.connect_url else 'none'}"
+    )
     console.print(f"database schema vigil at revision {migrations.upgrade(database_url)}")
     created = ensure_topics(resolved, CATALOG)
     console.print(
@@ -157,20 +160,22 @@ def wait_for_slots(
 def start_in_order(
     supervisor: Supervisor, resolved: Settings, console: Console, stop: threading.Event
 ) -> None:
-    """Connectors first, and the rest once their slots exist.
+    """Connectors first (applied to Kafka Connect), and the rest once their slots exist.
 
     The outbox connector streams from its slot (it takes no snapshot of past rows): an outbox row
     an agent committed before the slot existed would never be published. Starting the worker only
     after the slots exist closes that window on a first start.
     """
-    first = [c for c in supervisor.children if c.name == "connectors"]
-    for child in first:
-        child.start()
-    if first and resolved.connect_url is None:
-        names = slot_names(connector_files(resolved, None))
+    files = connector_files(resolved, None)
+    if files:
+        apply_connectors(resolved, console, [str(f) for f in files])
+        names = slot_names(files)
         console.print(f"waiting for the connectors' replication slots ({', '.join(names)}) …")
         if not wait_for_slots(resolved.require_database_url(), names, stop):
-            raise SystemExit(f"the connectors did not create their slots; see {first[0].logfile}")
+            raise SystemExit(
+                "the connectors did not create their slots; see `vigil connectors status` and "
+                f"{Path(resolved.home).absolute() / 'connect' / 'connect.log'}"
+            )
     for child in supervisor.children:
         if child.proc is None:
             child.start()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what Vigil needs on a Debian machine, idempotently: the PostgreSQL server and a
-# Java 17 runtime (apt), a virtual environment in .venv, and the package with its dev extras.
-# Each step is skipped when what it makes is already there.
+# Installs what Vigil needs on a Debian machine, idempotently: the PostgreSQL server, a Java 17
+# runtime and Maven (apt), a virtual environment in .venv, the package with its dev extras, and the
+# embedded Kafka / Kafka Connect / Debezium jars pinned in ops/java/pom.xml (resolved once into
+# ~/.cache/vigil/java, shared by checkouts). Each step is skipped when what it makes is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | he
 if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
   need_apt+=(openjdk-17-jre-headless)
 fi
+if ! command -v mvn >/dev/null 2>&1; then need_apt+=(maven); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""
@@ -40,3 +42,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$VENV/bin/python" 
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
 fi
+
+# Offline once done: a marker in the cache folder says the resolution completed.
+"$VENV/bin/python" -m ops.services.java >/dev/null

@@ -1,8 +1,8 @@
 """Runs Vigil's parts as child processes and restarts a crashed one with backoff.
 
-``vigil up`` uses it for the connectors, the worker and sinks: each part is its own process (a
-JVM for Debezium, a Faust worker), so one crash neither takes the others down nor loses work —
-each part resumes from its committed offsets.
+``vigil up`` uses it for the worker and sinks (the connectors run in Kafka Connect): each part is
+its own process, so one crash neither takes the others down nor loses work — each part resumes
+from its committed offsets.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
             "VIGIL_KAFKA_BOOTSTRAP": settings.require_bootstrap(),
         }
     )
+    if settings.connect_url is not None:
+        env["VIGIL_CONNECT_URL"] = settings.connect_url
+    if settings.schema_registry_url is not None:
+        env["VIGIL_SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
     if settings.kafka_session_timeout_ms is not None:
         env["VIGIL_KAFKA_SESSION_TIMEOUT_MS"] = str(settings.kafka_session_timeout_ms)
     env.update(extra or {})

@@ -5,13 +5,12 @@ version), the Confluent wire format (when a schema registry is configured; Debez
 JSON (Debezium's default; its ``{"schema", "payload"}`` envelope is unwrapped to the payload),
 UTF-8 text, and otherwise the bytes in base64.
 
-"Caught up" cannot be read off the high watermark: the embedded broker under-reports it (it gives
-the last batch's base offset + 1). So a partition counts as read to the end only when no message
-has arrived for an idle period after assignment AND its position has reached the (re-queried)
-watermark; if positions stay behind the watermark with nothing arriving (transaction markers), a
-longer idle period ends the read as well. With ``--limit N`` the read starts N before the reported
-watermark and keeps the last N messages per partition in a buffer, so an under-reported watermark
-yields more reading, never fewer than N messages.
+A partition counts as read to the end when no message has arrived for an idle period after
+assignment and its position has reached the (re-queried) high watermark. Transaction markers take
+offsets no consumer sees, so a position can stay behind the watermark with nothing to arrive: a
+longer idle period ends the read as well. With ``--limit N`` the read starts N before the
+watermark (with ``--key``, at the beginning) and keeps the last N messages per partition in a
+buffer.
 """
 
 from __future__ import annotations

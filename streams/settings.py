@@ -24,8 +24,6 @@ from schemas.errors import ConfigurationError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
-#: Session timeout used against the embedded broker, whose group join takes about half of it.
-EMBEDDED_SESSION_TIMEOUT_MS = 6000
 DEFAULT_SESSION_TIMEOUT_MS = 45000
 
 
@@ -46,14 +44,19 @@ class Settings(BaseSettings):
         repr=False,  # it carries the password; print it through streams.redact.mask_url
     )
     kafka_bootstrap: str | None = Field(
-        None, description="Kafka bootstrap servers; unset: the embedded broker is started."
+        None, description="Kafka bootstrap servers; unset: the embedded Apache Kafka is started."
     )
     schema_registry_url: str | None = Field(
         None,
         description="Confluent-compatible schema registry; unset: Avro single-object encoding.",
     )
+    embedded_schema_registry: bool = Field(
+        False,
+        description="Start the embedded Apicurio Registry with the stack when VIGIL_SCHEMA_REGISTRY_URL is unset.",
+    )
     connect_url: str | None = Field(
-        None, description="Kafka Connect REST URL; unset: connectors run in the embedded engine."
+        None,
+        description="Kafka Connect REST URL; unset: the embedded Kafka Connect worker is started and used.",
     )
     ingest_token: SecretStr | None = Field(
         None, description="Secret for the HTTP ingest (bearer token or HMAC); unset: ingest refuses."
@@ -77,7 +80,7 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = Field(None, description="ssl.key.password")
     kafka_session_timeout_ms: int | None = Field(
         None,
-        description="Consumer session timeout; unset: 6000 on the embedded broker, 45000 elsewhere.",
+        description="Consumer session timeout; unset: Kafka's default, 45000.",
     )
 
     connectors: str | None = Field(
@@ -185,13 +188,21 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap is None
 
     @property
+    def uses_embedded_registry(self) -> bool:
+        return self.embedded_schema_registry and self.schema_registry_url is None
+
+    @property
+    def uses_embedded_connect(self) -> bool:
+        return self.connect_url is None
+
+    @property
     def uses_embedded_postgres(self) -> bool:
         return self.database_url is None
 
     def require_bootstrap(self) -> str:
         if self.kafka_bootstrap is None:
             raise ConfigurationError(
-                "no Kafka bootstrap servers: set VIGIL_KAFKA_BOOTSTRAP or start the embedded broker "
+                "no Kafka bootstrap servers: set VIGIL_KAFKA_BOOTSTRAP or start the embedded Kafka "
                 "with `vigil services up`"
             )
         return self.kafka_bootstrap

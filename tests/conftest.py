@@ -1,4 +1,4 @@
-"""Session fixtures: the real stack (embedded Postgres and broker, or the one named by VIGIL_*).
+"""Session fixtures: the real stack (embedded Postgres, Kafka and Connect, or the one named by VIGIL_*).
 
 With ``VIGIL_DATABASE_URL`` and ``VIGIL_KAFKA_BOOTSTRAP`` set, tests run against that stack and
 start nothing. Otherwise the embedded services are started once per session from the same code
@@ -36,10 +36,10 @@ def stack() -> Iterator[Settings]:
     """Settings pointing at a running, migrated stack with the catalog's topics."""
     base = load_settings()
     home: Path | None = None
-    if base.uses_embedded_postgres or base.uses_embedded_broker:
+    if base.uses_embedded_postgres or base.uses_embedded_broker or base.uses_embedded_connect:
         home = _throwaway_home("vigil-test-")
         base = base.model_copy(update={"home": home})
-    resolved = stack_mod.up(base)
+    resolved = stack_mod.up(base, connect=True)
     migrations.upgrade(resolved.require_database_url())
     ensure_topics(resolved, CATALOG)
     try:
@@ -105,5 +105,5 @@ def throwaway_home() -> Iterator[Path]:
     try:
         yield home
     finally:
-        stack_mod.down(load_settings(home=home))
+        stack_mod.down(load_settings(home=home, embedded_schema_registry=True))
         shutil.rmtree(home, ignore_errors=True)

@@ -3,8 +3,8 @@
 ``async for event in stream.events()``; per event, in one transaction of an async psycopg
 connection: the processed row (``ON CONFLICT DO NOTHING RETURNING``) and, when new, the outbox row.
 Faust acks the event when the loop asks for the next one, i.e. after the commit, and commits acked
-offsets every ``broker_commit_interval``. Web server off, session timeout 6 s (the embedded broker),
-root logger back to WARNING after start (``faust worker`` leaves it at DEBUG). Runs until SIGTERM.
+offsets every ``broker_commit_interval``. Web server off, root logger back to WARNING after start
+(``faust worker`` leaves it at DEBUG). Runs until SIGTERM.
 Same arguments as :mod:`bench.peers.loop_rows`.
 """
 
@@ -33,7 +33,6 @@ def build(args: Any) -> faust.App:
     app = faust.App(
         args.group,
         broker=f"kafka://{args.bootstrap}",
-        broker_session_timeout=6,
         broker_heartbeat_interval=1,
         web_enabled=False,
         store="memory://",

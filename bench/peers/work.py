@@ -77,9 +77,6 @@ def consumer_config(args: argparse.Namespace) -> dict[str, Any]:
         "group.id": args.group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        # the embedded broker's group join takes about half the session timeout
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 1000,
     }
 
 

@@ -1,1 +1,1 @@
-"""The embedded real services: a private PostgreSQL cluster and the tansu Kafka-protocol broker."""
+"""The embedded real services: a private PostgreSQL cluster, Apache Kafka (KRaft) and Kafka Connect."""

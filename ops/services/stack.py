@@ -1,26 +1,38 @@
 """The stack Vigil runs against: external services named by ``VIGIL_*``, or the embedded ones.
 
-:func:`resolve` turns the user's settings into settings with a concrete database URL and Kafka
-bootstrap, starting the embedded Postgres and broker where nothing external is configured.
+:func:`resolve` turns the user's settings into settings with a concrete database URL, Kafka
+bootstrap and Kafka Connect URL, starting the embedded Postgres, Apache Kafka and Kafka Connect
+where nothing external is configured (in that order: Connect keeps its state in Kafka).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
-from ops.services.broker import EmbeddedBroker
+from ops.services.connect import EmbeddedConnect, connect_health
+from ops.services.kafka import EmbeddedKafka
 from ops.services.postgres import EmbeddedPostgres, check_database
+from ops.services.registry import EmbeddedRegistry, registry_health
 from schemas.errors import VigilError
 from streams.kafka import check_broker
-from streams.settings import EMBEDDED_SESSION_TIMEOUT_MS, Settings
+from streams.settings import Settings
 
 
 def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(settings.home / "postgres")
 
 
-def embedded_broker(settings: Settings) -> EmbeddedBroker:
-    return EmbeddedBroker(settings.home / "broker")
+def embedded_kafka(settings: Settings) -> EmbeddedKafka:
+    return EmbeddedKafka(settings.home / "kafka")
+
+
+def embedded_connect(settings: Settings) -> EmbeddedConnect:
+    return EmbeddedConnect(settings.home / "connect")
+
+
+def embedded_registry(settings: Settings) -> EmbeddedRegistry:
+    return EmbeddedRegistry(settings.home / "registry")
 
 
 @dataclass(frozen=True)
@@ -36,48 +48,108 @@ class ServiceHealth:
         return asdict(self)
 
 
-def _with_embedded_defaults(settings: Settings, database_url: str | None, bootstrap: str | None) -> Settings:
+def _with_embedded(
+    settings: Settings,
+    database_url: str | None,
+    bootstrap: str | None,
+    connect_url: str | None,
+    registry_url: str | None = None,
+) -> Settings:
     update: dict[str, object] = {}
+    if registry_url is not None:
+        update["schema_registry_url"] = registry_url
     if database_url is not None:
         update["database_url"] = database_url
     if bootstrap is not None:
         update["kafka_bootstrap"] = bootstrap
-        if settings.kafka_session_timeout_ms is None:
-            update["kafka_session_timeout_ms"] = EMBEDDED_SESSION_TIMEOUT_MS
+    if connect_url is not None:
+        update["connect_url"] = connect_url
     return settings.model_copy(update=update)
 
 
-def up(settings: Settings) -> Settings:
-    """Start whatever embedded service is needed (idempotent); return settings pointing at the stack."""
-    database_url = None
-    bootstrap = None
+def up(settings: Settings, *, connect: bool = False, times: dict[str, float] | None = None) -> Settings:
+    """Start whatever embedded service is needed (idempotent); return settings pointing at the stack.
+
+    The embedded Kafka Connect (and the embedded schema registry, when it is asked for) is started
+    only with ``connect=True`` (``services up``, ``vigil up``, the connector commands): a worker or
+    a sink needs no Connect, and uses the registry if it runs.
+    ``times``, if given, receives each started service's start-to-ready seconds.
+    """
+    timings: dict[str, float] = {} if times is None else times
+    database_url = bootstrap = connect_url = None
     if settings.uses_embedded_postgres:
+        started = time.monotonic()
         database_url = embedded_postgres(settings).start().url
+        timings["postgres"] = time.monotonic() - started
     if settings.uses_embedded_broker:
-        bootstrap = embedded_broker(settings).start().bootstrap
-    return _with_embedded_defaults(settings, database_url, bootstrap)
+        started = time.monotonic()
+        bootstrap = embedded_kafka(settings).start().bootstrap
+        timings["kafka"] = time.monotonic() - started
+    if connect and settings.uses_embedded_connect:
+        started = time.monotonic()
+        resolved_bootstrap = bootstrap or settings.require_bootstrap()
+        connect_url = embedded_connect(settings).start(resolved_bootstrap).url
+        timings["connect"] = time.monotonic() - started
+    registry_url = None
+    if settings.uses_embedded_registry:
+        registry = embedded_registry(settings)
+        if connect:
+            started = time.monotonic()
+            registry_url = registry.start().url
+            timings["schema registry"] = time.monotonic() - started
+        elif registry.status().running:
+            registry_url = registry.status().url
+    return _with_embedded(settings, database_url, bootstrap, connect_url, registry_url)
 
 
 def attach(settings: Settings) -> Settings:
     """Settings pointing at the running stack, without starting anything."""
     database_url = embedded_postgres(settings).status().url if settings.uses_embedded_postgres else None
-    bootstrap = embedded_broker(settings).status().bootstrap if settings.uses_embedded_broker else None
-    return _with_embedded_defaults(settings, database_url, bootstrap)
+    bootstrap = embedded_kafka(settings).status().bootstrap if settings.uses_embedded_broker else None
+    connect_url = embedded_connect(settings).status().url if settings.uses_embedded_connect else None
+    registry_url = embedded_registry(settings).status().url if settings.uses_embedded_registry else None
+    return _with_embedded(settings, database_url, bootstrap, connect_url, registry_url)
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop only what Vigil started; return the names of the services stopped."""
+    """Stop only what Vigil started, Connect first; return the names of the services stopped."""
     stopped = []
-    if settings.uses_embedded_broker and embedded_broker(settings).stop():
-        stopped.append("broker")
+    if settings.uses_embedded_registry and embedded_registry(settings).stop():
+        stopped.append("schema registry")
+    if settings.uses_embedded_connect and embedded_connect(settings).stop():
+        stopped.append("connect")
+    if settings.uses_embedded_broker and embedded_kafka(settings).stop():
+        stopped.append("kafka")
     if settings.uses_embedded_postgres and embedded_postgres(settings).stop():
         stopped.append("postgres")
     return stopped
 
 
 def status(settings: Settings) -> list[ServiceHealth]:
-    """Health of the database and the broker, embedded or external."""
-    return [_postgres_health(settings), _broker_health(settings)]
+    """Health of the database, the broker, Kafka Connect and (if one is used) the schema registry."""
+    healths = [_postgres_health(settings), _kafka_health(settings), _connect_health(settings)]
+    if settings.uses_embedded_registry or settings.schema_registry_url is not None:
+        healths.append(_registry_health(settings))
+    return healths
+
+
+def _registry_health(settings: Settings) -> ServiceHealth:
+    embedded = settings.uses_embedded_registry
+    if embedded:
+        registry = embedded_registry(settings).status()
+        url, running = registry.url, registry.running
+        if not running:
+            return ServiceHealth(
+                "schema registry", True, url, False, False, "not running (vigil services up)"
+            )
+    else:
+        url, running = settings.schema_registry_url, True
+    assert url is not None
+    try:
+        subjects = registry_health(url)
+    except VigilError as exc:
+        return ServiceHealth("schema registry", embedded, url, running, False, str(exc))
+    return ServiceHealth("schema registry", embedded, url, running, True, f"{subjects} subject(s)")
 
 
 def _postgres_health(settings: Settings) -> ServiceHealth:
@@ -97,10 +169,10 @@ def _postgres_health(settings: Settings) -> ServiceHealth:
     return ServiceHealth("postgres", embedded, url, running, True, f"wal_level={wal_level}")
 
 
-def _broker_health(settings: Settings) -> ServiceHealth:
+def _kafka_health(settings: Settings) -> ServiceHealth:
     embedded = settings.uses_embedded_broker
     if embedded:
-        broker = embedded_broker(settings).status()
+        broker = embedded_kafka(settings).status()
         bootstrap, running = broker.bootstrap, broker.running
         if not running:
             return ServiceHealth("kafka", True, bootstrap, False, False, "not running (vigil services up)")
@@ -112,3 +184,22 @@ def _broker_health(settings: Settings) -> ServiceHealth:
     except VigilError as exc:
         return ServiceHealth("kafka", embedded, bootstrap, running, False, str(exc))
     return ServiceHealth("kafka", embedded, bootstrap, running, True, f"{brokers} broker(s)")
+
+
+def _connect_health(settings: Settings) -> ServiceHealth:
+    embedded = settings.uses_embedded_connect
+    if embedded:
+        worker = embedded_connect(settings).status()
+        url, running = worker.url, worker.running
+        if not running:
+            return ServiceHealth("connect", True, url, False, False, "not running (vigil services up)")
+    else:
+        url, running = settings.connect_url, True
+    assert url is not None
+    try:
+        version = connect_health(url)
+    except VigilError as exc:
+        return ServiceHealth("connect", embedded, url, running, False, str(exc))
+    return ServiceHealth(
+        "connect", embedded, url, running, True, f"Kafka Connect {version}, Debezium Postgres"
+    )

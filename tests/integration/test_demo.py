@@ -1,4 +1,4 @@
-"""`vigil up --demo` end to end: Debezium → Kafka → agent → outbox → Debezium outbox router → sink."""
+"""`vigil up --demo` end to end: Debezium in Kafka Connect → Kafka → agent → outbox → outbox router → sink."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def test_vigil_up_demo_shows_agents_acting_on_row_changes(throwaway_home: Path) 
     agents = {a["agent"]: a for a in report["agents"]}
     assert agents["order-watch"]["succeeded"] >= 11 and agents["order-watch"]["failed"] == 0
     connectors = {c["name"]: c for c in report["connectors"]}
-    assert connectors["vigil-demo"]["state"] == "stopped" and connectors["vigil-demo"]["events"] > 0
-    assert connectors["vigil-demo"]["slot_lag_bytes"] is not None
-    assert status.returncode == 1, "stopped connectors are reported as a problem"
+    # The connectors run in the embedded Kafka Connect, which outlives `vigil up`.
+    for name in ("vigil-demo", "vigil-outbox"):
+        assert connectors[name]["mode"] == "connect" and connectors[name]["state"] == "RUNNING", connectors
+        assert connectors[name]["slot_lag_bytes"] is not None
+    assert not [p for p in report["problems"] if "connector" in p], report["problems"]
     assert report["outbox_backlog"] is None, "the demo's outbox is relayed by Debezium's outbox router"

@@ -1,10 +1,11 @@
-"""The embedded real services: Postgres for CDC, the broker's protocol, restarts after kill -9."""
+"""The embedded real services: Postgres for CDC, Apache Kafka, Kafka Connect, restarts after kill -9."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from confluent_kafka import TopicPartition
 
 from ops.services import stack as stack_mod
 from ops.services.postgres import check_database
+from schemas.errors import ConfigurationError
 from streams.kafka import make_consumer, make_producer
 from streams.redact import mask_url
 from streams.settings import Settings, load_settings
@@ -95,7 +97,11 @@ def test_produce_consume_round_trip_and_group_commit(
 
 
 def _broker_pid(home: Path) -> int:
-    return int(json.loads((home / "broker" / "broker.json").read_text())["pid"])
+    return int(json.loads((home / "kafka" / "kafka.json").read_text())["pid"])
+
+
+def _connect_pid(home: Path) -> int:
+    return int(json.loads((home / "connect" / "connect.json").read_text())["pid"])
 
 
 def _postmaster_pid(home: Path) -> int:
@@ -117,45 +123,51 @@ def _wait_gone(pid: int, timeout: float = 15.0) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_kill_9_then_services_up_brings_both_back_with_data(throwaway_home: Path) -> None:
+def test_kill_9_then_services_up_brings_all_three_back_with_data(throwaway_home: Path) -> None:
     started = _vigil(throwaway_home, "services", "up", "--json")
     assert started.returncode == 0, started.stderr
     urls = json.loads(started.stdout)
-    db_url, bootstrap = (
+    db_url, bootstrap, connect_url = (
         _vigil(throwaway_home, "services", "url", "--show-password").stdout.strip(),
         urls["kafka_bootstrap"],
+        urls["connect_url"],
     )
+    assert urls["connect"]["healthy"], urls
     with psycopg.connect(db_url) as conn:
         conn.execute("CREATE TABLE survivor (id int primary key, note text)")
         conn.execute("INSERT INTO survivor VALUES (1, 'committed before the crash')")
 
-    pg_pid, broker_pid = _postmaster_pid(throwaway_home), _broker_pid(throwaway_home)
-    os.kill(pg_pid, signal.SIGKILL)
-    os.kill(broker_pid, signal.SIGKILL)
-    _wait_gone(pg_pid)
-    _wait_gone(broker_pid)
+    pids = _postmaster_pid(throwaway_home), _broker_pid(throwaway_home), _connect_pid(throwaway_home)
+    pg_pid, broker_pid, connect_pid = pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        _wait_gone(pid)
 
     down = _vigil(throwaway_home, "services", "status", "--json")
     assert down.returncode == 1
     report = json.loads(down.stdout)
-    assert not report["postgres"]["running"] and not report["kafka"]["running"]
+    assert not any(report[name]["running"] for name in ("postgres", "kafka", "connect"))
 
     again = _vigil(throwaway_home, "services", "up", "--json")
     assert again.returncode == 0, again.stderr
     urls_after = json.loads(again.stdout)
     assert urls_after["database_url"] == mask_url(db_url), "Postgres keeps its port across restarts"
     assert urls_after["kafka_bootstrap"] == bootstrap, "the broker keeps its port across restarts"
-    assert urls_after["postgres"]["healthy"] and urls_after["kafka"]["healthy"]
+    assert urls_after["connect_url"] == connect_url, "Connect keeps its port across restarts"
+    assert all(urls_after[name]["healthy"] for name in ("postgres", "kafka", "connect")), urls_after
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT note FROM survivor WHERE id = 1").fetchone()
     assert row == ("committed before the crash",)
     assert _postmaster_pid(throwaway_home) != pg_pid
     assert _broker_pid(throwaway_home) != broker_pid
+    assert _connect_pid(throwaway_home) != connect_pid
 
     stopped = _vigil(throwaway_home, "services", "down")
     assert stopped.returncode == 0
-    assert "broker" in stopped.stdout and "postgres" in stopped.stdout
+    assert all(name in stopped.stdout for name in ("connect", "kafka", "postgres")), stopped.stdout
     _wait_gone(_broker_pid(throwaway_home))
+    _wait_gone(_connect_pid(throwaway_home))
 
 
 @pytest.mark.timeout(120)
@@ -168,12 +180,11 @@ def test_up_is_idempotent_and_down_stops_only_what_vigil_started(throwaway_home:
     assert (_postmaster_pid(throwaway_home), _broker_pid(throwaway_home)) == pids
 
     # The broker's state file now names a process Vigil did not start (a reused pid, say).
-    stack_mod.embedded_broker(settings).stop()
+    stack_mod.embedded_kafka(settings).stop()
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        state = throwaway_home / "broker" / "broker.json"
-        port = json.loads(state.read_text())["port"]
-        state.write_text(json.dumps({"pid": bystander.pid, "port": port}))
+        state = throwaway_home / "kafka" / "kafka.json"
+        state.write_text(json.dumps({**json.loads(state.read_text()), "pid": bystander.pid}))
         assert stack_mod.down(settings) == ["postgres"]
         assert bystander.poll() is None, "down must not kill a process Vigil did not start"
     finally:
@@ -190,6 +201,7 @@ def test_external_stack_is_used_and_nothing_is_started(stack: Settings, throwawa
         extra_env={
             "VIGIL_DATABASE_URL": stack.require_database_url(),
             "VIGIL_KAFKA_BOOTSTRAP": stack.require_bootstrap(),
+            "VIGIL_CONNECT_URL": str(stack.connect_url),
         },
     )
     assert result.returncode == 0, result.stderr
@@ -199,4 +211,16 @@ def test_external_stack_is_used_and_nothing_is_started(stack: Settings, throwawa
     assert not report["postgres"]["embedded"] and report["postgres"]["healthy"]
     assert not report["kafka"]["embedded"] and report["kafka"]["healthy"]
     assert not (throwaway_home / "postgres").exists()
-    assert not (throwaway_home / "broker").exists()
+    assert not (throwaway_home / "kafka").exists()
+    assert not (throwaway_home / "connect").exists()
+
+
+def test_a_kept_port_taken_by_another_process_is_reported_with_the_fix(throwaway_home: Path) -> None:
+    kafka = stack_mod.embedded_kafka(load_settings(home=throwaway_home))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        kafka.save(port=squatter.getsockname()[1])
+        with pytest.raises(ConfigurationError, match=r"port \d+ .* is taken by another process: stop that"):
+            kafka.start()
+    assert kafka.status().pid is None, "nothing was started"

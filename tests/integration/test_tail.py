@@ -1,5 +1,5 @@
-"""``vigil inspect tail`` on the real broker: every framing decoded, read to the end although the
-embedded broker under-reports high watermarks, ``--limit``, ``--key``, ``--follow`` and the CLI."""
+"""``vigil inspect tail`` on the real broker: every framing decoded, read to the end,
+``--limit``, ``--key``, ``--follow`` and the CLI."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ DEBEZIUM = {"schema": {"type": "struct"}, "payload": {"op": "c", "before": None,
 def _fill(
     stack: Settings, topic: str, batches: int = 4, per_batch: int = 15
 ) -> list[tuple[int, bytes, bytes]]:
-    """Several produce batches per partition (the broker's watermark is the last batch's base + 1)."""
+    """Several produce batches per partition."""
     codec = Codec()
     producer = make_producer(stack)
     sent: list[tuple[int, bytes, bytes]] = []

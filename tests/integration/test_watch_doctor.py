@@ -1,5 +1,5 @@
-"""`vigil doctor` against the embedded stack: passes, reporting the replication slots free and the
-embedded broker's known gaps as limitations; the embedded Postgres caps the WAL a slot keeps."""
+"""`vigil doctor` against the embedded stack (Postgres, Apache Kafka, Connect): passes, reporting the
+replication slots free; the embedded Postgres caps the WAL a slot keeps."""
 
 from __future__ import annotations
 

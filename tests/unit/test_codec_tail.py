@@ -69,7 +69,7 @@ def test_caught_up_needs_every_partition_at_its_watermark() -> None:
     marks = {0: (0, 10), 1: (0, 0)}
     assert not caught_up({0: 9}, marks)
     assert caught_up({0: 10}, marks)
-    # The embedded broker under-reports the watermark: a position past it is caught up too.
+    # A position past the watermark (it moved since it was read) is caught up too.
     assert caught_up({0: 15}, marks)
 
 

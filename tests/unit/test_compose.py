@@ -751,7 +751,7 @@ def test_vigil_container_runs_the_console_script(stack: Stack) -> None:
 
 
 def test_image_carries_no_jvm(stack: Stack) -> None:
-    """In compose the connectors run on Kafka Connect; only the embedded engine needs Java."""
+    """In compose the connectors run on Kafka Connect; only the embedded stack needs Java."""
     text = vigil_dockerfile(stack).read_text()
     runs = " ".join(i.arguments for i in dockerfile_instructions(text) if i.keyword == "RUN")
     assert not re.search(r"\b(openjdk|jdk|jre|temurin)\b", runs, re.IGNORECASE), runs

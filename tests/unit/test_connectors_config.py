@@ -1,4 +1,4 @@
-"""Connector files and their translation to embedded-engine properties (pure)."""
+"""Connector files and the config sent to Kafka Connect for them (pure)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 
 from connectors.config import (
-    DEFAULT_OFFSET_TABLE,
-    JDBC_OFFSET_STORE,
     ConnectorSpec,
-    EngineOptions,
+    connect_config,
     derive_connector,
-    engine_properties,
     load_connector_file,
     load_connectors,
     parse_connector,
@@ -115,54 +112,29 @@ def test_database_url_parts() -> None:
         parse_database_url("mysql://x@y/z")
 
 
-def test_engine_properties_take_the_database_from_the_url_and_add_offsets() -> None:
+def test_connect_config_takes_the_database_from_the_url() -> None:
     spec = packaged("vigil-demo")
-    props = engine_properties(spec, parse_database_url("postgresql://postgres@127.0.0.1:5555/vigil"))
-    assert props["name"] == "vigil-demo"  # the offset key
-    assert (props["database.hostname"], props["database.port"], props["database.user"]) == (
+    config = connect_config(spec, parse_database_url("postgresql://postgres@127.0.0.1:5555/vigil"))
+    assert config["name"] == "vigil-demo"
+    assert (config["database.hostname"], config["database.port"], config["database.user"]) == (
         "127.0.0.1",
         "5555",
         "postgres",
     )
-    assert props["database.password"] == "vigil"  # the URL has none: the file's stays
-    assert props["offset.storage"] == JDBC_OFFSET_STORE
-    assert props["offset.storage.jdbc.connection.url"] == "jdbc:postgresql://127.0.0.1:5555/vigil"
-    assert props["offset.storage.jdbc.connection.password"]  # the store refuses an empty one
-    assert props["offset.storage.jdbc.table.name"] == DEFAULT_OFFSET_TABLE
-    assert "IF NOT EXISTS" in props["offset.storage.jdbc.table.ddl"]
-    # connectors share the table: each store reads and rewrites only its own rows
-    own = "starts_with(offset_key, '[\"vigil-demo\",')"
-    assert own in props["offset.storage.jdbc.table.select"]
-    assert props["offset.storage.jdbc.table.delete"] == f"DELETE FROM %s WHERE {own}"
-    assert int(props["offset.flush.interval.ms"]) <= 1000
-    assert "key.converter" not in props and "value.converter" not in props
-    assert props["converter.schemas.enable"] == "false"
-    assert props["custom.metric.tags"] == "connector=vigil-demo"
-    # everything else from the file is kept as is
-    assert props["slot.name"] == spec.slot_name
-    assert props["transforms"] == spec.config["transforms"]
+    assert config["database.dbname"] == "vigil"
+    assert "database.password" not in config  # the URL has none: the placeholder's is dropped
+    # everything else from the file is sent as is
+    assert {k: v for k, v in config.items() if not k.startswith("database.") and k != "name"} == {
+        k: v for k, v in spec.config.items() if not k.startswith("database.")
+    }
 
 
-def test_engine_properties_use_the_url_password_and_options() -> None:
+def test_connect_config_uses_the_url_password_or_leaves_the_file_alone() -> None:
     spec = packaged("vigil-outbox")
-    props = engine_properties(
-        spec,
-        parse_database_url("postgresql://u:pw@h:1/d"),
-        EngineOptions(
-            offset_table="public.offs", offset_flush_interval_ms=250, extra={"poll.interval.ms": "5"}
-        ),
-    )
-    assert props["database.password"] == "pw"
-    assert props["offset.storage.jdbc.connection.password"] == "pw"
-    assert props["offset.storage.jdbc.table.name"] == "public.offs"
-    assert props["offset.flush.interval.ms"] == "250"
-    assert props["poll.interval.ms"] == "5"
-
-
-def test_offset_key_prefix_is_escaped_for_sql_and_format() -> None:
-    spec = ConnectorSpec("it's 100%", {"connector.class": "C"})
-    props = engine_properties(spec, parse_database_url("postgresql://u@h/d"))
-    assert "'[\"it''s 100%%\",'" in props["offset.storage.jdbc.table.delete"]
+    assert connect_config(spec, parse_database_url("postgresql://u:pw@h:1/d"))["database.password"] == "pw"
+    unchanged = connect_config(spec, None)
+    assert unchanged == {**spec.config, "name": "vigil-outbox"}
+    assert unchanged["database.hostname"] == "postgres"
 
 
 def test_derived_connector_has_its_own_names_and_keeps_the_heartbeat() -> None:
@@ -176,10 +148,7 @@ def test_derived_connector_has_its_own_names_and_keeps_the_heartbeat() -> None:
     assert slot_safe("A b-c") == "a_b_c"
 
 
-def test_the_urls_password_reaches_debezium_and_its_offset_store() -> None:
+def test_the_urls_password_reaches_debezium() -> None:
     spec = packaged("vigil-demo")
-    props = engine_properties(
-        spec, parse_database_url("postgresql://postgres:p%40ss%2Fw@127.0.0.1:5555/vigil")
-    )
+    props = connect_config(spec, parse_database_url("postgresql://postgres:p%40ss%2Fw@127.0.0.1:5555/vigil"))
     assert props["database.password"] == "p@ss/w"
-    assert props["offset.storage.jdbc.connection.password"] == "p@ss/w"

@@ -217,9 +217,3 @@ def test_cli_status_reads_connect(connect: tuple[FakeConnect, str], tmp_path: Pa
     console, out = _console()
     assert not connectors_cli.status(settings, console)
     assert "vigil-demo" in out.getvalue()
-
-
-def test_cli_apply_without_connect_url_says_what_to_set(tmp_path: Path) -> None:
-    console, _ = _console()
-    with pytest.raises(ConfigurationError, match="VIGIL_CONNECT_URL"):
-        connectors_cli.apply(Settings(home=tmp_path, connect_url=None, connectors=None), console)

