@@ -31,6 +31,7 @@ from connectors.config import ConnectorSpec, derive_connector, load_connector_fi
 from streams.eventids import cdc_event_id, is_snapshot
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
+from tests.integration.workers import produce_events, start_worker, stop, wait_group_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -314,6 +315,55 @@ def test_outbox_insert_is_routed_by_aggregatetype(stack: Settings, shared: Share
     assert event.headers["vigil-event-id"] == outbox_id
     assert event.headers["vigil-trace-id"] == "trace-abc"
     assert event.headers["type"] == "order.paid"
+
+
+@pytest.mark.timeout(300)
+def test_a_workers_outbox_rows_are_published_once_by_the_outbox_connector(
+    stack: Settings, shared: Shared, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    """Issue #8: with the outbox router running in Connect (and the worker's relay off), every outbox
+    row an agent commits reaches its topic once, though each event was delivered twice."""
+    topic = make_topic("via-connect", partitions=2)
+    aggregate = f"{shared.aggregate}w"
+    total = 200
+    produce_events(stack, topic, [(f"evt-{n}", {"n": n}) for n in range(total)], copies=2)
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        stack,
+        stack.require_database_url(),
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_OUTBOX_RELAY": "false"},
+    )
+    try:
+        wait_group_caught_up(stack, unique, topic, timeout=180)
+    finally:
+        stop(worker)
+    # A marker committed after the agent's rows: Debezium publishes in commit order, so once the
+    # marker is on the topic every earlier row is too, and any second copy would be there as well.
+    marker = str(uuid.uuid4())
+    with psycopg.connect(stack.require_database_url(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO vigil.outbox (id, aggregatetype, aggregateid, type, payload) "
+            "VALUES (%s, %s, 'marker', 'marker', '{}')",
+            (marker, aggregate),
+        )
+    got = read_topic(
+        stack,
+        f"vigil.outbox.{aggregate}",
+        lambda msgs: any(m.headers.get("id") == marker for m in msgs),
+        timeout=120,
+    )
+    ids = [m.headers["id"] for m in got if m.headers.get("id") != marker]
+    assert len(ids) == total and len(set(ids)) == total, (len(ids), len(set(ids)))
+    with psycopg.connect(stack.require_database_url()) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(sent_at) FROM vigil.outbox WHERE aggregatetype = %s AND type <> 'marker'",
+            (aggregate,),
+        ).fetchone()
+    assert row == (total, 0), "the rows were published by Connect, not by a worker relay"
 
 
 @pytest.mark.timeout(180)
