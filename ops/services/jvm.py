@@ -50,6 +50,16 @@ class JvmService:
     heap: str = "512m"
     #: Extra log4j2 property lines (quieter loggers).
     log4j_extra: str = ""
+    #: GC settings; Kafka's launch scripts set these (KAFKA_JVM_PERFORMANCE_OPTS) for the broker and
+    #: Connect alike, and launching ``java`` directly skips the scripts. Without them (G1's default
+    #: 200 ms pause goal) the p99 of commit → Kafka latency in bench/bench_cdc.py was 199 ms; with
+    #: them 33 to 60 ms.
+    performance_options: tuple[str, ...] = (
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+    )
 
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
@@ -123,6 +133,7 @@ class JvmService:
             find_java(),
             f"-Xmx{self.heap}",
             "-Xms64m",
+            *self.performance_options,
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",

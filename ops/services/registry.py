@@ -51,6 +51,7 @@ class EmbeddedRegistry(JvmService):
     # The runner jar's manifest names the rest of its classpath (lib/*.jar beside it).
     main_class = "io.quarkus.runner.GeneratedMain"
     heap = "384m"
+    performance_options = ()  # Quarkus' defaults
 
     def status(self) -> RegistryStatus:
         pid = self.pid()
