@@ -128,7 +128,8 @@ def replay(
     ] = None,
     agent: Annotated[str | None, typer.Option("--agent", help="Run the events through this agent.")] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Run the handler in a rolled-back transaction; print its output.")
+        bool,
+        typer.Option("--dry-run", help="Run the handler in a rolled-back transaction; print its output."),
     ] = False,
     rerun: Annotated[
         bool, typer.Option("--rerun", help="Run again under new ids: side effects happen again.")
