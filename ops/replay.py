@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents import drift
@@ -187,12 +188,12 @@ def make_plan(consumer: Consumer, request: ReplayRequest, *, now: datetime) -> t
         ends = _offsets_for_time(consumer, topic, partitions, to_ms_) if to_ms_ is not None else {}
         plan = plan_by_time(topic, watermarks, starts, ends)
     else:
-        plan = plan_by_offsets(
-            topic,
-            watermarks,
-            parse_offsets(request.from_offset, partitions),
-            parse_offsets(request.to_offset, partitions),
-        )
+        firsts = parse_offsets(request.from_offset, partitions)
+        lasts = parse_offsets(request.to_offset, partitions)
+        plan = plan_by_offsets(topic, watermarks, firsts, lasts)
+        named = [text for text in (request.from_offset, request.to_offset) if text and ":" in text]
+        if named and not request.partitions:  # P:N names the partitions to replay
+            plan = only_partitions(plan, sorted(set(firsts) | set(lasts)))
     filters = Filters(
         key=request.key.encode() if request.key is not None else None,
         headers=parse_header_filters(request.headers),
@@ -529,7 +530,7 @@ def print_result(console: Console, request: ReplayRequest, result: ReplayResult)
         console.print("nothing was replayed (not confirmed)")
         return
     for note in result.notes[:20]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if request.to_topic is not None:
         console.print(
             f"replay {result.replay_id}: copied {result.copied} of {result.read} message(s) read "
@@ -543,14 +544,16 @@ def print_result(console: Console, request: ReplayRequest, result: ReplayResult)
             out = p.output
             rows.append(
                 [
-                    p.event_id,
+                    escape(p.event_id),
                     p.status,
-                    "\n".join(f"{r.aggregatetype}/{r.aggregateid}: {r.payload_json}" for r in out.outbox)
+                    escape(
+                        "\n".join(f"{r.aggregatetype}/{r.aggregateid}: {r.payload_json}" for r in out.outbox)
+                    )
                     if out
                     else "",
-                    "\n".join(f"{s.topic} ({len(s.value)} B)" for s in out.sends) if out else "",
+                    escape("\n".join(f"{s.topic} ({len(s.value)} B)" for s in out.sends)) if out else "",
                     str(len(p.writes)),
-                    p.reason or "",
+                    escape(p.reason or ""),
                 ]
             )
         print_table(
