@@ -246,14 +246,31 @@ def db_new_identity() -> None:
 
 @inspect_app.command("topics")
 def inspect_topics(as_json: JsonFlag = False) -> None:
-    """Topics with their partition counts."""
-    commands.inspect_topics(settings(), console, as_json=as_json)
+    """Topics: partitions, offsets per partition, message counts, configs (cleanup.policy, retention)."""
+    from ops.inspect import show_topics
+    from ops.services import stack
+
+    show_topics(stack.attach(settings()), console, as_json=as_json)
 
 
 @inspect_app.command("groups")
-def inspect_groups(as_json: JsonFlag = False) -> None:
-    """Consumer groups and their lag."""
-    not_landed("inspect groups", "no issue has built it yet")
+def inspect_groups(
+    group: Annotated[str | None, typer.Argument(help="Only this group.")] = None, as_json: JsonFlag = False
+) -> None:
+    """Consumer groups: members, assigned partitions, committed offsets and lag per partition."""
+    from ops.inspect import show_groups
+    from ops.services import stack
+
+    show_groups(stack.attach(settings()), console, group, as_json=as_json)
+
+
+@inspect_app.command("get")
+def inspect_get(topic: str, partition: int, offset: int) -> None:
+    """One message, decoded, with its headers (JSON)."""
+    from ops.inspect import show_message
+    from ops.services import stack
+
+    show_message(stack.attach(settings()), topic, partition, offset)
 
 
 @inspect_app.command("tail")

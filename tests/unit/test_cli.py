@@ -16,7 +16,7 @@ CONTRACT = {
     "worker": [],
     "drift": ["publish", "detect"],
     "replay": [],
-    "inspect": ["topics", "groups", "tail"],
+    "inspect": ["topics", "groups", "tail", "get"],
     "status": [],
     "schedule": ["add", "list", "remove", "pause", "resume"],
     "watch": ["add", "list", "remove"],
