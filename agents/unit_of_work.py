@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents import batch_writes
@@ -135,6 +136,22 @@ class BatchResult:
         self.run_ids.update((e, attempt.run_ids[e]) for e in committed)
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What one event's handler would do (:meth:`UnitOfWork.preview`): nothing of it was kept."""
+
+    event_id: str
+    #: ``succeeded``, ``rejected`` (to the review queue), ``failed``, or ``skipped`` (already processed).
+    status: str
+    output: Output | None = None
+    reason: str | None = None
+    #: The data-changing SQL statements the handler ran in its savepoint (all rolled back).
+    writes: tuple[str, ...] = ()
+
+
+_WRITE_VERBS = ("insert", "update", "delete", "merge", "copy", "truncate")
+
+
 class _SendsRefused(Exception):
     """The broker refused some events' stream outputs for good: redo the batch without them."""
 
@@ -191,6 +208,53 @@ class UnitOfWork:
             if error is not None:
                 await self._retry_alone(item, error, result)
         return result
+
+    async def preview(self, items: Sequence[Item], *, claim: bool = True) -> list[Preview]:
+        """Run each handler as :meth:`process` would, in one transaction that is rolled back.
+
+        Nothing is sent, written or recorded: stream outputs are checked but not sent, and the claim
+        of ``processed_events`` is undone with the rest. With ``claim``, events already processed
+        are ``skipped`` as a live run would skip them. A failing handler is not retried.
+        """
+        unique = _first_of_each_id(items, BatchResult())
+        previews: list[Preview] = []
+        async with self.engine.connect() as conn:
+            transaction = await conn.begin()
+            try:
+                run_ids = {item.event_id: uuid.uuid4() for item in unique}
+                claimed = (
+                    await batch_writes.claim(await _driver(conn), self.spec.name, run_ids)
+                    if claim
+                    else set(run_ids)
+                )
+                for item in unique:
+                    if item.event_id not in claimed:
+                        previews.append(Preview(item.event_id, "skipped", reason="already processed"))
+                        continue
+                    previews.append(await self._preview_one(conn, item))
+            finally:
+                await transaction.rollback()
+        return previews
+
+    async def _preview_one(self, conn: AsyncConnection, item: Item) -> Preview:
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            if statement.lstrip().lower().startswith(_WRITE_VERBS):
+                statements.append(" ".join(statement.split()))
+
+        sync = conn.sync_connection
+        assert sync is not None
+        sa_event.listen(sync, "before_cursor_execute", record)
+        try:
+            outcome = await self._run(conn, item, 1)
+        finally:
+            sa_event.remove(sync, "before_cursor_execute", record)
+        if isinstance(outcome, Succeeded):
+            return Preview(item.event_id, "succeeded", outcome.output, writes=tuple(statements))
+        if isinstance(outcome, Rejected):
+            return Preview(item.event_id, "rejected", outcome.output, outcome.reason, tuple(statements))
+        return Preview(item.event_id, "failed", reason=_describe(outcome.error), writes=tuple(statements))
 
     async def _commit_until_done(
         self, items: Sequence[Item], number: int, result: BatchResult

@@ -104,9 +104,80 @@ def status(as_json: JsonFlag = False) -> None:
 
 
 @app.command()
-def replay(topic: str) -> None:
-    """Replay a time or offset range of TOPIC to a sandbox topic or through one agent (dry run)."""
-    not_landed("replay", "no issue has built it yet")
+def replay(
+    topic: str,
+    from_time: Annotated[
+        str | None, typer.Option("--from", help="Start time: ISO 8601 (UTC if no zone) or relative (-2h).")
+    ] = None,
+    to_time: Annotated[str | None, typer.Option("--to", help="End time (exclusive), same forms.")] = None,
+    from_offset: Annotated[
+        str | None, typer.Option("--from-offset", help="First offset: N, or P:N,P:N per partition.")
+    ] = None,
+    to_offset: Annotated[
+        str | None, typer.Option("--to-offset", help="Last offset (inclusive): N, or P:N,P:N.")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only messages with this key.")] = None,
+    partition: Annotated[
+        list[int] | None, typer.Option("--partition", help="Only this partition (repeatable).")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="Only messages with header k=v (repeatable).")
+    ] = None,
+    to_topic: Annotated[
+        str | None, typer.Option("--to-topic", help="Copy to this sandbox topic (created if missing).")
+    ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Run the events through this agent.")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Run the handler in a rolled-back transaction; print its output."),
+    ] = False,
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="Run again under new ids: side effects happen again.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before --rerun.")] = False,
+    rate: Annotated[float | None, typer.Option("--rate", help="At most N messages a second.")] = None,
+    agents_module: Annotated[
+        list[str] | None, typer.Option("-A", "--app", help="Module with user agents (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replay a time or offset range of TOPIC to a sandbox topic, or through one agent (dry run,
+    deduplicated, or --rerun). `vigil replay vigil.dlq --agent NAME` re-drives NAME's dead letters."""
+    from ops.replay import ReplayRequest, print_result
+    from ops.replay import replay as run_replay
+    from ops.services import stack
+
+    request = ReplayRequest(
+        topic=topic,
+        from_time=from_time,
+        to_time=to_time,
+        from_offset=from_offset,
+        to_offset=to_offset,
+        key=key,
+        partitions=tuple(partition or ()),
+        headers=tuple(header or ()),
+        to_topic=to_topic,
+        agent=agent,
+        dry_run=dry_run,
+        rerun=rerun,
+        rate=rate,
+        agent_modules=tuple(agents_module or ()),
+    )
+    request.check()
+    shown = err_console if as_json else console
+
+    def confirm(plan: object) -> bool:
+        return yes or typer.confirm("Run these events again, side effects included?", err=True)
+
+    result = run_replay(stack.attach(settings()), shown, request, confirm=confirm, show_progress=not as_json)
+    if as_json:
+        from ops.output import print_json
+
+        print_json(result.as_json())
+    else:
+        print_result(console, request, result)
+    if result.cancelled:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -175,14 +246,31 @@ def db_new_identity() -> None:
 
 @inspect_app.command("topics")
 def inspect_topics(as_json: JsonFlag = False) -> None:
-    """Topics with their partition counts."""
-    commands.inspect_topics(settings(), console, as_json=as_json)
+    """Topics: partitions, offsets per partition, message counts, configs (cleanup.policy, retention)."""
+    from ops.inspect import show_topics
+    from ops.services import stack
+
+    show_topics(stack.attach(settings()), console, as_json=as_json)
 
 
 @inspect_app.command("groups")
-def inspect_groups(as_json: JsonFlag = False) -> None:
-    """Consumer groups and their lag."""
-    not_landed("inspect groups", "no issue has built it yet")
+def inspect_groups(
+    group: Annotated[str | None, typer.Argument(help="Only this group.")] = None, as_json: JsonFlag = False
+) -> None:
+    """Consumer groups: members, assigned partitions, committed offsets and lag per partition."""
+    from ops.inspect import show_groups
+    from ops.services import stack
+
+    show_groups(stack.attach(settings()), console, group, as_json=as_json)
+
+
+@inspect_app.command("get")
+def inspect_get(topic: str, partition: int, offset: int) -> None:
+    """One message, decoded, with its headers (JSON)."""
+    from ops.inspect import show_message
+    from ops.services import stack
+
+    show_message(stack.attach(settings()), topic, partition, offset)
 
 
 @inspect_app.command("tail")

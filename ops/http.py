@@ -14,11 +14,14 @@ path and status only.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import io
 import logging
 from typing import Any
 
 import psycopg
 from aiohttp import web
+from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,6 +29,8 @@ from agents import heartbeats
 from agents.db import as_engine
 from agents.metrics import CONTENT_TYPE
 from agents.worker import WorkerRuntime, agent_alive
+from ops.dashboard import render
+from ops.review import decide
 from schemas.errors import ConfigurationError, IngestRejected, RetryableError, ServiceError
 from streams.drift_ingest import authenticate, parse_body
 from streams.drift_publish import DriftPublisher
@@ -146,6 +151,38 @@ def make_web_app(
             {**report, "ingest": ingest}, status=200 if report["status"] == "ok" else 503
         )
 
+    async def dashboard(request: web.Request) -> web.Response:
+        if settings.database_url is None:
+            return _error(503, "no dashboard: this server has no database (set VIGIL_DATABASE_URL)")
+        try:
+            page = await asyncio.to_thread(render, settings)
+        except (psycopg.Error, SQLAlchemyError) as exc:
+            log.warning("dashboard: database unavailable: %s", type(exc).__name__)
+            return _error(503, "the database is unavailable, retry later")
+        return web.Response(text=page, content_type="text/html")
+
+    async def review(request: web.Request) -> web.Response:
+        """Approve or reject a review item from the dashboard: the form carries the ingest token."""
+        decision = request.match_info["decision"]
+        if decision not in ("approve", "reject"):
+            return _error(404, "use /review/ID/approve or /review/ID/reject")
+        form = await request.post()
+        given = str(form.get("token", ""))
+        if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+            return _error(401, "a write needs the ingest token (VIGIL_INGEST_TOKEN)")
+        try:
+            await asyncio.to_thread(
+                decide,
+                settings,
+                Console(file=io.StringIO()),
+                request.match_info["item"],
+                approve=decision == "approve",
+                who="dashboard",
+            )
+        except ConfigurationError as exc:
+            return _error(409, str(exc))
+        raise web.HTTPSeeOther("/")
+
     async def metrics(request: web.Request) -> web.Response:
         if runtime is None:
             return _error(404, "no metrics: this server runs without a worker")
@@ -156,6 +193,8 @@ def make_web_app(
     app.router.add_post("/heartbeat/{name}", heartbeat)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", dashboard)
+    app.router.add_post("/review/{item}/{decision}", review)
     return app
 
 

@@ -16,7 +16,7 @@ CONTRACT = {
     "worker": [],
     "drift": ["publish", "detect"],
     "replay": [],
-    "inspect": ["topics", "groups", "tail"],
+    "inspect": ["topics", "groups", "tail", "get"],
     "status": [],
     "schedule": ["add", "list", "remove", "pause", "resume"],
     "watch": ["add", "list", "remove"],
@@ -43,13 +43,39 @@ def test_every_subcommand_exists(group: str, subs: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["replay", "drift.events"]],
+    ("argv", "expected"),
+    [
+        (["replay", "drift.events"], "--to-topic SANDBOX or --agent NAME"),
+        (["replay", "t", "--to-topic", "t"], "sandbox topic"),
+        (["replay", "t", "--to-topic", "s", "--dry-run"], "go with --agent"),
+        (["replay", "t", "--agent", "a", "--from", "-1h", "--from-offset", "3"], "not both"),
+    ],
 )
-def test_unbuilt_commands_say_so_and_exit_non_zero(argv: list[str]) -> None:
+def test_replay_checks_its_options_before_touching_kafka(argv: list[str], expected: str) -> None:
     result = runner.invoke(app, argv)
-    assert result.exit_code == 2
-    assert "has not landed yet" in result.output
+    assert result.exit_code != 0
+    assert isinstance(result.exception, Exception) and expected in str(result.exception)
+
+
+def test_replay_help_names_every_option() -> None:
+    result = runner.invoke(app, ["replay", "--help"], terminal_width=200)
+    for option in (
+        "--from",
+        "--to",
+        "--from-offset",
+        "--to-offset",
+        "--key",
+        "--partition",
+        "--header",
+        "--to-topic",
+        "--agent",
+        "--dry-run",
+        "--rerun",
+        "--yes",
+        "--rate",
+        "--json",
+    ):
+        assert option in result.output, option
 
 
 def test_drift_publish_checks_its_arguments_before_touching_kafka() -> None:

@@ -45,6 +45,7 @@ PURE_MODULES = [
     "streams/predicates.py",
     "streams/watch.py",
     "streams/doctor_checks.py",
+    "streams/replay_plan.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
