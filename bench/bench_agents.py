@@ -69,6 +69,8 @@ class Variant:
     processes: int = 1
     relay: bool = False
     notes: str = ""
+    #: Another checkout of Vigil to run instead of this one (the baseline of a before/after).
+    tree: Path | None = None
 
 
 VARIANTS = (
@@ -80,6 +82,19 @@ VARIANTS = (
     Variant("vigil (3 processes)", "v3", processes=3),
     Variant("vigil (1 process, relay on)", "v1r", relay=True),
 )
+BASELINE = "vigil (1 process, baseline tree)"
+
+
+def chosen_variants() -> tuple[Variant, ...]:
+    """The variants to run: all, or those named in ``VIGIL_BENCH_VARIANTS`` (slugs, comma-separated);
+    plus the baseline when ``VIGIL_BENCH_BASELINE_TREE`` names another checkout of Vigil (a
+    before/after in one run, on the same broker, Postgres and events)."""
+    wanted = {v.strip() for v in os.environ.get("VIGIL_BENCH_VARIANTS", "").split(",") if v.strip()}
+    chosen = [v for v in VARIANTS if not wanted or v.slug in wanted]
+    tree = os.environ.get("VIGIL_BENCH_BASELINE_TREE")
+    if tree:
+        chosen.append(Variant(BASELINE, "v1b", tree=Path(tree), notes=f"vigil worker from {tree}"))
+    return tuple(chosen)
 
 
 @dataclass
@@ -102,7 +117,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-agents-"))
     logdir.chmod(0o755)
     outcomes: dict[str, Outcome] = {}
-    for variant in VARIANTS:
+    for variant in chosen_variants():
         outcomes[variant.label] = _run_variant(settings, variant, topic, n, tag, logdir)
         print(
             f"  {variant.label}: {outcomes[variant.label].rate:,.0f} events/s, "
@@ -180,7 +195,7 @@ def _spawn(
     settings: Settings, variant: Variant, db_url: str, topic: str, group: str, agent: str, log: Path
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(variant.tree or ROOT)
     if variant.peer is not None:
         argv = [sys.executable, "-m", f"bench.peers.{variant.peer}"]
         argv += ["--bootstrap", settings.require_bootstrap(), "--database-url", db_url]
@@ -200,7 +215,7 @@ def _spawn(
             }
         )
     with log.open("ab") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=variant.tree or ROOT)
 
 
 def _measure(
@@ -285,9 +300,12 @@ def _tail(log: Path, chars: int = 3000) -> str:
 def _rows(
     outcomes: dict[str, Outcome], n: int, size: float, load: tuple[float, float, float]
 ) -> list[Measurement]:
-    rows1 = outcomes[LOOP_ROWS].rate
+    """One row per variant (events/s, with its ratio to loop (1)), the Vigil variants against the
+    other peers, each one's start-up time, and the before/after ratio when a baseline ran."""
+    variants = [v for v in chosen_variants() if v.label in outcomes]
+    rows1 = outcomes[LOOP_ROWS].rate if LOOP_ROWS in outcomes else None
     rows: list[Measurement] = []
-    for variant in VARIANTS:
+    for variant in variants:
         out = outcomes[variant.label]
         cpu = sum(out.cpu.values())
         notes = variant.notes or (
@@ -300,41 +318,58 @@ def _rows(
                 f"; {n:,} events of {size:.0f} B, {PARTITIONS} partitions; load avg {load[0]:.2f} at start"
             )
         base = Measurement(BENCH, variant.label, "events/s", out.rate, "events/s", notes=notes)
-        if variant.label != LOOP_ROWS:
+        if variant.label != LOOP_ROWS and rows1:
             base = replace(base, ratio_to=LOOP_ROWS, ratio=out.rate / rows1)
-        if variant.peer is None:
-            base = replace(base, target=">= 1.0x loop (1)" + _verdict(out.rate / rows1, 1.0))
+            if variant.peer is None:
+                base = replace(base, target=">= 1.0x loop (1)" + _verdict(out.rate / rows1, 1.0))
         rows.append(base)
-    for variant in VARIANTS:
+    for variant in variants:
         if variant.peer is not None:
             continue
         rate = outcomes[variant.label].rate
-        faust = outcomes[FAUST].rate
+        if FAUST in outcomes:
+            faust = outcomes[FAUST].rate
+            rows.append(
+                Measurement(
+                    BENCH,
+                    variant.label,
+                    "events/s vs (3)",
+                    rate,
+                    "events/s",
+                    ratio_to=FAUST,
+                    ratio=rate / faust,
+                    target=">= 4.0x faust (3)" + _verdict(rate / faust, 4.0),
+                )
+            )
+        if LOOP_SET in outcomes:
+            rows.append(
+                Measurement(
+                    BENCH,
+                    variant.label,
+                    "events/s vs (2)",
+                    rate,
+                    "events/s",
+                    ratio_to=LOOP_SET,
+                    ratio=rate / outcomes[LOOP_SET].rate,
+                    target="reported",
+                )
+            )
+    current = "vigil (1 process)"
+    if BASELINE in outcomes and current in outcomes:
+        ratio = outcomes[current].rate / outcomes[BASELINE].rate
         rows.append(
             Measurement(
                 BENCH,
-                variant.label,
-                "events/s vs (3)",
-                rate,
+                current,
+                "events/s vs baseline",
+                outcomes[current].rate,
                 "events/s",
-                ratio_to=FAUST,
-                ratio=rate / faust,
-                target=">= 4.0x faust (3)" + _verdict(rate / faust, 4.0),
+                ratio_to=BASELINE,
+                ratio=ratio,
+                target=">= 0.9x baseline (fixes cost <= 10%)" + _verdict(ratio, 0.9),
             )
         )
-        rows.append(
-            Measurement(
-                BENCH,
-                variant.label,
-                "events/s vs (2)",
-                rate,
-                "events/s",
-                ratio_to=LOOP_SET,
-                ratio=rate / outcomes[LOOP_SET].rate,
-                target="reported",
-            )
-        )
-    for variant in VARIANTS:
+    for variant in variants:
         rows.append(
             Measurement(
                 BENCH,
