@@ -167,7 +167,7 @@ def _produce(settings: Settings, topic: str, n: int, tag: str) -> float:
 def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: str, logdir: Path) -> Outcome:
     name = f"{tag}_{variant.slug}"
     agent = f"bench-route-{variant.slug}"
-    db_url = _fresh_database(settings, name)
+    db_url = _fresh_database(settings, name, migrate=variant.tree is None)
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         for i in range(variant.processes):
@@ -227,9 +227,12 @@ def _measure(
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
             now = time.monotonic()
-            row = conn.execute(
-                "SELECT count(*) FROM vigil.processed_events WHERE agent = %s", (agent,)
-            ).fetchone()
+            try:
+                row = conn.execute(
+                    "SELECT count(*) FROM vigil.processed_events WHERE agent = %s", (agent,)
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:  # a baseline worker has not migrated yet
+                row = None
             count = int(row[0]) if row else 0
             if t0 is None and count > 0:
                 t0, c0 = now, count
@@ -265,11 +268,12 @@ def _admin_url(settings: Settings) -> str:
     return settings.require_database_url().rsplit("/", 1)[0] + "/postgres"
 
 
-def _fresh_database(settings: Settings, name: str) -> str:
+def _fresh_database(settings: Settings, name: str, *, migrate: bool = True) -> str:
     with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = settings.require_database_url().rsplit("/", 1)[0] + f"/{name}"
-    migrations.upgrade(url)
+    if migrate:  # a baseline tree's worker migrates its database itself, to its own head
+        migrations.upgrade(url)
     return url
 
 
