@@ -7,7 +7,9 @@ acknowledged every event (503 when it cannot: the sender retries, and the ids ma
 harmless). ``POST /heartbeat/NAME`` beats a declared heartbeat (same token; 404 for a name never
 declared). ``GET /metrics`` is the worker's Prometheus exposition. ``GET /healthz`` checks each part
 (database, broker, outbox relay, each agent's consumer) and answers 200 when all are ready, 503
-naming the ones that are not. The token is never logged: requests are logged by
+naming the ones that are not. ``GET /`` is the dashboard (:mod:`ops.dashboard`); its writes,
+``POST /review/ID/approve|reject`` and ``POST /dlq/PARTITION/OFFSET/redrive``, need the same token
+(form field ``token`` or a bearer header) and redirect back with a note. The token is never logged: requests are logged by
 path and status only.
 """
 
