@@ -7,7 +7,9 @@ acknowledged every event (503 when it cannot: the sender retries, and the ids ma
 harmless). ``POST /heartbeat/NAME`` beats a declared heartbeat (same token; 404 for a name never
 declared). ``GET /metrics`` is the worker's Prometheus exposition. ``GET /healthz`` checks each part
 (database, broker, outbox relay, each agent's consumer) and answers 200 when all are ready, 503
-naming the ones that are not. The token is never logged: requests are logged by
+naming the ones that are not. ``GET /`` is the dashboard (:mod:`ops.dashboard`); its writes,
+``POST /review/ID/approve|reject`` and ``POST /dlq/PARTITION/OFFSET/redrive``, need the same token
+(form field ``token`` or a bearer header) and redirect back with a note. The token is never logged: requests are logged by
 path and status only.
 """
 
@@ -29,7 +31,8 @@ from agents import heartbeats
 from agents.db import as_engine
 from agents.metrics import CONTENT_TYPE
 from agents.worker import WorkerRuntime, agent_alive
-from ops.dashboard import render
+from ops.dashboard import Browse, note_location, render
+from ops.redrive import redrive_letter
 from ops.review import decide
 from schemas.errors import ConfigurationError, IngestRejected, RetryableError, ServiceError
 from streams.drift_ingest import authenticate, parse_body
@@ -151,11 +154,27 @@ def make_web_app(
             {**report, "ingest": ingest}, status=200 if report["status"] == "ok" else 503
         )
 
+    def write_allowed(request: web.Request, form: Any) -> bool:
+        """A dashboard write needs the ingest token: the form's ``token`` field or a bearer header."""
+        given = str(form.get("token", ""))
+        bearer = request.headers.get("Authorization", "")
+        if not given and bearer.startswith("Bearer "):
+            given = bearer[len("Bearer ") :]
+        return token is not None and hmac.compare_digest(given.encode(), token.encode())
+
     async def dashboard(request: web.Request) -> web.Response:
         if settings.database_url is None:
             return _error(503, "no dashboard: this server has no database (set VIGIL_DATABASE_URL)")
+        query = request.query
+        browse = None
+        if query.get("topic"):
+            try:
+                limit = int(query.get("limit") or 20)
+            except ValueError:
+                return _error(400, "limit must be a whole number")
+            browse = Browse(query["topic"], query.get("key") or None, limit)
         try:
-            page = await asyncio.to_thread(render, settings)
+            page = await asyncio.to_thread(render, settings, browse, query.get("note"))
         except (psycopg.Error, SQLAlchemyError) as exc:
             log.warning("dashboard: database unavailable: %s", type(exc).__name__)
             return _error(503, "the database is unavailable, retry later")
@@ -167,8 +186,7 @@ def make_web_app(
         if decision not in ("approve", "reject"):
             return _error(404, "use /review/ID/approve or /review/ID/reject")
         form = await request.post()
-        given = str(form.get("token", ""))
-        if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+        if not write_allowed(request, form):
             return _error(401, "a write needs the ingest token (VIGIL_INGEST_TOKEN)")
         try:
             await asyncio.to_thread(
@@ -181,7 +199,31 @@ def make_web_app(
             )
         except ConfigurationError as exc:
             return _error(409, str(exc))
-        raise web.HTTPSeeOther("/")
+        raise web.HTTPSeeOther(note_location(f"review {request.match_info['item']}: {decision}d"))
+
+    async def redrive(request: web.Request) -> web.Response:
+        """Re-drive one dead letter through the agent its ``vigil-agent`` header names."""
+        form = await request.post()
+        if not write_allowed(request, form):
+            return _error(401, "a write needs the ingest token (VIGIL_INGEST_TOKEN)")
+        try:
+            partition, offset = int(request.match_info["partition"]), int(request.match_info["offset"])
+        except ValueError:
+            return _error(404, "use /dlq/PARTITION/OFFSET/redrive")
+        try:
+            result = await asyncio.to_thread(redrive_letter, settings, partition, offset)
+        except ConfigurationError as exc:
+            return _error(409, str(exc))
+        except (RetryableError, ServiceError) as exc:
+            return _error(503, f"re-drive failed, retry later: {exc}")
+        report = result.agent
+        done = (
+            "nothing matched"
+            if report is None
+            else f"{report.succeeded} succeeded, {report.skipped} already processed, "
+            f"{report.rejected} rejected, {report.dead_lettered} dead-lettered again"
+        )
+        raise web.HTTPSeeOther(note_location(f"dead letter {partition}/{offset} re-driven: {done}"))
 
     async def metrics(request: web.Request) -> web.Response:
         if runtime is None:
@@ -195,6 +237,7 @@ def make_web_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", dashboard)
     app.router.add_post("/review/{item}/{decision}", review)
+    app.router.add_post("/dlq/{partition}/{offset}/redrive", redrive)
     return app
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs on a Debian machine, idempotently: the PostgreSQL server, a Java 17
-# runtime and Maven (apt), a virtual environment in .venv, the package with its dev extras, and the
+# runtime, Maven and Chromium (apt), a virtual environment in .venv, the package with its dev extras, and the
 # embedded Kafka / Kafka Connect / Debezium jars pinned in ops/java/pom.xml (resolved once into
 # ~/.cache/vigil/java, shared by checkouts). Each step is skipped when what it makes is already there.
 set -euo pipefail
@@ -16,6 +16,8 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; 
   need_apt+=(openjdk-17-jre-headless)
 fi
 if ! command -v mvn >/dev/null 2>&1; then need_apt+=(maven); fi
+# Headless Chromium for the dashboard's browser test (driven by Playwright at /usr/bin/chromium).
+if [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""

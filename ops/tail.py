@@ -178,15 +178,24 @@ def human_line(message: TailedMessage) -> Text:
 
 
 class _Printer:
-    def __init__(self, console: Console, as_json: bool, out: TextIO | None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        as_json: bool,
+        out: TextIO | None,
+        on_message: Callable[[TailedMessage], None] | None = None,
+    ) -> None:
         self.console = console
         self.as_json = as_json
         self.out = out
+        self.on_message = on_message
         self.count = 0
 
     def __call__(self, message: TailedMessage) -> None:
         self.count += 1
-        if self.as_json:
+        if self.on_message is not None:
+            self.on_message(message)
+        elif self.as_json:
             out = self.out or sys.stdout
             out.write(json.dumps(message.as_json(), ensure_ascii=False, default=str) + "\n")
             out.flush()
@@ -242,16 +251,18 @@ def tail(
     stall_seconds: float = STALL_SECONDS,
     should_stop: Callable[[], bool] | None = None,
     out: TextIO | None = None,
+    on_message: Callable[[TailedMessage], None] | None = None,
 ) -> int:
     """Print ``topic``'s messages decoded; return how many were printed.
 
     Exits when caught up (see the module doc) unless ``follow``; ``should_stop`` lets an embedding
-    caller end a follow. JSON lines go to ``out`` (default stdout), one object per message.
+    caller end a follow. JSON lines go to ``out`` (default stdout), one object per message;
+    ``on_message``, when given, receives each message instead (the dashboard's topic browser).
     """
     if limit is not None and limit < 0:
         raise ConfigurationError("--limit must be zero or more")
     codec = Codec.from_registry_url(settings.schema_registry_url)
-    printer = _Printer(console, as_json, out)
+    printer = _Printer(console, as_json, out, on_message)
     wanted_key = None if key is None else key.encode("utf-8")
     consumer = make_consumer(
         settings,
@@ -310,6 +321,6 @@ def tail(
         pass
     finally:
         consumer.close()
-    if not as_json:
+    if not as_json and on_message is None:
         console.print(f"[dim]{printer.count} message(s) from {topic}[/]")
     return printer.count

@@ -786,3 +786,22 @@ def test_header_says_how_to_start_the_stack_and_its_host_ports(stack: Stack) -> 
         if m.host_port and not re.search(rf"\b{re.escape(m.host_port)}\b", stack.header)
     ]
     assert not problems, report(problems)
+
+
+def test_kafka_ui_decodes_what_vigil_writes(stack: Stack) -> None:
+    """kafka-ui reads the schema registry Vigil registers its Avro schemas in (so Vigil's topics show
+    decoded), bootstraps from the internal listener, and names each Connect cluster it is given."""
+    ui, vigil = stack.service_of("kafka-ui"), stack.service_of(VIGIL)
+    env, vigil_env = stack.env(ui), stack.env(vigil)
+    assert env.get("KAFKA_CLUSTERS_0_NAME"), f"service {ui!r}: KAFKA_CLUSTERS_0_NAME is not set"
+    registry = addresses_in(ui, "KAFKA_CLUSTERS_0_SCHEMAREGISTRY", env["KAFKA_CLUSTERS_0_SCHEMAREGISTRY"])
+    vigils = addresses_in(vigil, "VIGIL_SCHEMA_REGISTRY_URL", vigil_env["VIGIL_SCHEMA_REGISTRY_URL"])
+    assert {a.hostport for a in registry} == {a.hostport for a in vigils}, (
+        f"kafka-ui reads schemas from {registry}, Vigil writes them to {vigils}: Avro would not decode"
+    )
+    assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == internal_bootstrap(stack)
+    connects = sorted(k for k in env if re.fullmatch(r"KAFKA_CLUSTERS_0_KAFKACONNECT_\d+_ADDRESS", k))
+    assert connects, f"service {ui!r}: no KAFKA_CLUSTERS_0_KAFKACONNECT_0_ADDRESS"
+    unnamed = [k for k in connects if not env.get(k.replace("_ADDRESS", "_NAME"))]
+    assert not unnamed, f"service {ui!r}: {unnamed} have no matching _NAME"
+    assert env.get("DYNAMIC_CONFIG_ENABLED", "false") == "false", "the wiring must come from this file"
