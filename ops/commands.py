@@ -162,10 +162,16 @@ def doctor(settings: Settings, console: Console, *, as_json: bool) -> bool:
     else:
         try:
             wal_level = check_database(resolved.database_url)
-            add("postgres", wal_level == "logical", f"wal_level={wal_level} (CDC needs logical)")
             facts = postgres_facts(resolved.database_url)
-            for problem in check_postgres(facts):
-                if "wal_level" not in problem.message:  # already said above
+            problems = check_postgres(facts)
+            # One wal_level finding, ok or not; when not, it names the fix like every other problem.
+            wal_fix = next((p.fix for p in problems if "wal_level" in p.message), None)
+            detail = f"wal_level={wal_level} (CDC needs logical)"
+            add(
+                "postgres", wal_level == "logical", detail if wal_fix is None else f"{detail}; fix: {wal_fix}"
+            )
+            for problem in problems:
+                if "wal_level" not in problem.message:
                     add(problem.part, False, f"{problem.message}; fix: {problem.fix}")
             free = facts.max_replication_slots - len(facts.slots)
             add("postgres", True, f"{free} of {facts.max_replication_slots} replication slots free")
