@@ -30,9 +30,8 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
-from psycopg.rows import dict_row
 
-from agents.backoff import backoff_delay
+from agents.rounds import LazyConnection, run_rounds
 from schemas.codec import Codec
 from schemas.errors import RetryableError
 from streams import headers
@@ -136,32 +135,18 @@ class Scheduler:
         self.grace = timedelta(seconds=settings.scheduler_grace_s)
         #: Recorded with every slot this scheduler decides (which of several schedulers did).
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._db = LazyConnection(database_url)
 
     def _connection(self) -> psycopg.Connection[dict[str, Any]]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, row_factory=dict_row, connect_timeout=5)
-        return self._conn
+        return self._db.get()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
 
     def run(self, stop: threading.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.run_round()
-                failures = 0
-                wait = self.settings.scheduler_poll_s
-            except Exception as exc:  # the database or broker is away: try again, with backoff
-                failures += 1
-                wait = backoff_delay(failures, base=0.5, max_delay=10.0)
-                log.warning("scheduler: round failed (%s); retrying in %.1fs", exc, wait)
-                self.close()
-            stop.wait(wait)
-        self.close()
+        run_rounds(
+            "scheduler", self.run_round, stop, pause_s=self.settings.scheduler_poll_s, close=self.close
+        )
 
     def run_round(self, limit: int = 100) -> Round:
         conn = self._connection()

@@ -26,10 +26,9 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, Message, Producer
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from agents.backoff import backoff_delay
+from agents.rounds import LazyConnection, run_rounds
 from schemas.codec import Codec
 from schemas.errors import PoisonError, RetryableError
 from streams import headers
@@ -82,38 +81,25 @@ class WatchRunner:
         self.database_url = database_url
         self.producer = producer
         self.codec = codec
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._db = LazyConnection(database_url)
         self._consumer: Consumer | None = None
         self._topics: list[str] = []
         self._armed: dict[str, list[tuple[dict[str, Any], Predicate]]] = {}
         self._refreshed = 0.0
 
     def _connection(self) -> psycopg.Connection[dict[str, Any]]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, row_factory=dict_row, connect_timeout=5)
-        return self._conn
+        return self._db.get()
 
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
 
     def run(self, stop: threading.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.run_round(poll_s=self.settings.scheduler_poll_s)
-                failures = 0
-            except Exception as exc:  # the database or broker is away: try again, with backoff
-                failures += 1
-                wait = backoff_delay(failures, base=0.5, max_delay=10.0)
-                log.warning("watches: round failed (%s); retrying in %.1fs", exc, wait)
-                self.close()
-                stop.wait(wait)
-        self.close()
+        # A round waits for messages itself (poll_s), so no pause between rounds.
+        poll_s = self.settings.scheduler_poll_s
+        run_rounds("watches", lambda: self.run_round(poll_s=poll_s), stop, pause_s=0, close=self.close)
 
     def run_round(self, poll_s: float = 0.25) -> None:
         if time.monotonic() - self._refreshed >= REFRESH_S:
