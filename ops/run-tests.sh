@@ -12,7 +12,7 @@ echo "== mypy --strict"
 "$VENV/bin/mypy"
 echo "== pytest"
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest --durations=15 "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then
