@@ -8,6 +8,7 @@ where nothing external is configured (in that order: Connect keeps its state in 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from ops.services.connect import EmbeddedConnect, connect_health
@@ -133,73 +134,65 @@ def status(settings: Settings) -> list[ServiceHealth]:
     return healths
 
 
-def _registry_health(settings: Settings) -> ServiceHealth:
-    embedded = settings.uses_embedded_registry
-    if embedded:
-        registry = embedded_registry(settings).status()
-        url, running = registry.url, registry.running
+def _health(
+    name: str,
+    embedded: tuple[str | None, bool] | None,
+    external_url: str | None,
+    probe: Callable[[str], str],
+) -> ServiceHealth:
+    """One service's health: ``embedded`` is (url, running) of Vigil's own process, None when the
+    service is external; ``probe`` asks the service itself and says what it found."""
+    if embedded is not None:
+        url, running = embedded
         if not running:
-            return ServiceHealth(
-                "schema registry", True, url, False, False, "not running (vigil services up)"
-            )
+            return ServiceHealth(name, True, url, False, False, "not running (vigil services up)")
     else:
-        url, running = settings.schema_registry_url, True
+        url, running = external_url, True
     assert url is not None
     try:
-        subjects = registry_health(url)
+        detail = probe(url)
     except VigilError as exc:
-        return ServiceHealth("schema registry", embedded, url, running, False, str(exc))
-    return ServiceHealth("schema registry", embedded, url, running, True, f"{subjects} subject(s)")
+        return ServiceHealth(name, embedded is not None, url, running, False, str(exc))
+    return ServiceHealth(name, embedded is not None, url, running, True, detail)
+
+
+def _registry_health(settings: Settings) -> ServiceHealth:
+    own = embedded_registry(settings).status() if settings.uses_embedded_registry else None
+    return _health(
+        "schema registry",
+        (own.url, own.running) if own is not None else None,
+        settings.schema_registry_url,
+        lambda url: f"{registry_health(url)} subject(s)",
+    )
 
 
 def _postgres_health(settings: Settings) -> ServiceHealth:
-    embedded = settings.uses_embedded_postgres
-    if embedded:
-        pg = embedded_postgres(settings).status()
-        url, running = pg.url, pg.running
-        if not running:
-            return ServiceHealth("postgres", True, url, False, False, "not running (vigil services up)")
-    else:
-        url, running = settings.database_url, True
-    assert url is not None
-    try:
-        wal_level = check_database(url)
-    except VigilError as exc:
-        return ServiceHealth("postgres", embedded, url, running, False, str(exc))
-    return ServiceHealth("postgres", embedded, url, running, True, f"wal_level={wal_level}")
+    own = embedded_postgres(settings).status() if settings.uses_embedded_postgres else None
+    return _health(
+        "postgres",
+        (own.url, own.running) if own is not None else None,
+        settings.database_url,
+        lambda url: f"wal_level={check_database(url)}",
+    )
 
 
 def _kafka_health(settings: Settings) -> ServiceHealth:
-    embedded = settings.uses_embedded_broker
-    if embedded:
-        broker = embedded_kafka(settings).status()
-        bootstrap, running = broker.bootstrap, broker.running
-        if not running:
-            return ServiceHealth("kafka", True, bootstrap, False, False, "not running (vigil services up)")
-    else:
-        bootstrap, running = settings.kafka_bootstrap, True
-    assert bootstrap is not None
-    try:
+    own = embedded_kafka(settings).status() if settings.uses_embedded_broker else None
+
+    def probe(bootstrap: str) -> str:
         brokers = check_broker(settings.model_copy(update={"kafka_bootstrap": bootstrap}), timeout=3.0)
-    except VigilError as exc:
-        return ServiceHealth("kafka", embedded, bootstrap, running, False, str(exc))
-    return ServiceHealth("kafka", embedded, bootstrap, running, True, f"{brokers} broker(s)")
+        return f"{brokers} broker(s)"
+
+    return _health(
+        "kafka", (own.bootstrap, own.running) if own is not None else None, settings.kafka_bootstrap, probe
+    )
 
 
 def _connect_health(settings: Settings) -> ServiceHealth:
-    embedded = settings.uses_embedded_connect
-    if embedded:
-        worker = embedded_connect(settings).status()
-        url, running = worker.url, worker.running
-        if not running:
-            return ServiceHealth("connect", True, url, False, False, "not running (vigil services up)")
-    else:
-        url, running = settings.connect_url, True
-    assert url is not None
-    try:
-        version = connect_health(url)
-    except VigilError as exc:
-        return ServiceHealth("connect", embedded, url, running, False, str(exc))
-    return ServiceHealth(
-        "connect", embedded, url, running, True, f"Kafka Connect {version}, Debezium Postgres"
+    own = embedded_connect(settings).status() if settings.uses_embedded_connect else None
+    return _health(
+        "connect",
+        (own.url, own.running) if own is not None else None,
+        settings.connect_url,
+        lambda url: f"Kafka Connect {connect_health(url)}, Debezium Postgres",
     )
