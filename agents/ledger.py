@@ -126,13 +126,6 @@ class LedgerReader(threading.Thread):
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             at_end.add(msg.partition() or 0)
-                            if len(at_end) == len(partitions) and not self.caught_up.is_set():
-                                self.caught_up.set()
-                                log.info(
-                                    "ledger caught up: %d keys known, %d records of other databases ignored",
-                                    len(self.table),
-                                    self.ignored,
-                                )
                         else:
                             log.debug("ledger reader: %s", error)
                         continue
@@ -154,6 +147,15 @@ class LedgerReader(threading.Thread):
                     self.table.add_keys(keys)
                 if pruned:
                     self.table.discard_keys(pruned)
+                # Caught up only once this batch's keys are in the table, not at the end-of-partition
+                # event itself (the batch it came in may still hold keys).
+                if len(at_end) == len(partitions) and not self.caught_up.is_set():
+                    self.caught_up.set()
+                    log.info(
+                        "ledger caught up: %d keys known, %d records of other databases ignored",
+                        len(self.table),
+                        self.ignored,
+                    )
         except Exception:  # the table is an accelerator: losing it costs speed, never correctness
             log.exception("ledger reader stopped; processed-event checks go to Postgres")
         finally:

@@ -10,17 +10,13 @@ Postgres connector.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import httpx
 
 from ops.services.java import DEBEZIUM_PLUGIN, find_java, resolve
 from ops.services.jvm import JvmService, write_properties
-from ops.services.procs import terminate
 from schemas.errors import ServiceError
-
-log = logging.getLogger(__name__)
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 GROUP_ID = "vigil-connect"
@@ -72,14 +68,7 @@ logger.reflections.level = ERROR
         return ConnectStatus(running=pid is not None, pid=pid, port=self.port("port"))
 
     def healthy(self, timeout: float = 2.0) -> bool:
-        url = self.status().url
-        if url is None:
-            return False
-        try:
-            connect_health(url, timeout=timeout)
-        except ServiceError:
-            return False
-        return True
+        return self.answers(self.status().url, lambda url: connect_health(url, timeout=timeout))
 
     def properties(self, bootstrap: str, port: int, plugin_path: str) -> dict[str, str]:
         return {
@@ -120,11 +109,5 @@ logger.reflections.level = ERROR
             self.properties(bootstrap, port, str(java.plugins)),
             f"The embedded Kafka Connect worker ({DEBEZIUM_PLUGIN}); written by Vigil at each start.",
         )
-        proc = self.spawn(java, [str(self.config)])
-        try:
-            self.wait_ready(self.healthy, timeout, proc)
-        except ServiceError:
-            terminate(proc.pid)
-            raise
-        log.info("kafka connect up on 127.0.0.1:%d (pid %d)", port, proc.pid)
+        self.launch(java, [str(self.config)], self.healthy, timeout, address=f"http://127.0.0.1:{port}")
         return self.status()

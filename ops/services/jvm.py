@@ -10,6 +10,7 @@ checking that the pid still runs that service's main class with that config file
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from ops.services.java import JavaParts, find_java
 from ops.services.procs import cmdline, free_port, pid_alive, port_is_free, terminate
-from schemas.errors import ConfigurationError, ServiceError
+from schemas.errors import ConfigurationError, ServiceError, VigilError
+
+log = logging.getLogger(__name__)
 
 # Popen objects of JVMs started by this process. Kept referenced so that collecting one does not
 # warn that its (deliberately detached) child is still running.
@@ -169,6 +172,26 @@ class JvmService:
             f"the embedded {self.name} was not ready within {timeout:.0f}s; see {self.logfile}"
         )
 
+    def launch(
+        self,
+        java: JavaParts,
+        args: list[str],
+        ready: Callable[[], bool],
+        timeout: float,
+        *,
+        address: str,
+        jvm_args: list[str] | None = None,
+        classpath: str | None = None,
+    ) -> None:
+        """Spawn the JVM and wait until ``ready``; a JVM that does not get there is ended."""
+        proc = self.spawn(java, args, jvm_args=jvm_args, classpath=classpath)
+        try:
+            self.wait_ready(ready, timeout, proc)
+        except ServiceError:
+            terminate(proc.pid)
+            raise
+        log.info("embedded %s up on %s (pid %d)", self.name, address, proc.pid)
+
     def already_running(self, ready: Callable[[], bool], timeout: float) -> bool:
         """Whether the recorded JVM runs and becomes ready; False if there is none, or it died
         meanwhile (killed a moment ago, say): then the caller starts a new one."""
@@ -180,6 +203,17 @@ class JvmService:
             if self.pid() is None:
                 return False
             raise
+        return True
+
+    @staticmethod
+    def answers(address: str | None, probe: Callable[[str], object]) -> bool:
+        """Whether the service at ``address`` answers ``probe`` (which raises a VigilError if not)."""
+        if address is None:
+            return False
+        try:
+            probe(address)
+        except VigilError:
+            return False
         return True
 
     def stop(self) -> bool:

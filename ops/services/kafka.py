@@ -11,19 +11,15 @@ Data survives ``stop``/``start`` and a ``kill -9`` (Kafka recovers its logs at t
 from __future__ import annotations
 
 import base64
-import logging
 import subprocess
 import uuid
 from dataclasses import dataclass
 
 from ops.services.java import find_java, resolve
 from ops.services.jvm import JvmService, write_properties
-from ops.services.procs import terminate
-from schemas.errors import ServiceError, VigilError
+from schemas.errors import ServiceError
 from streams.kafka import check_broker
 from streams.settings import load_settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,14 +53,9 @@ logger.state.level = WARN
         return KafkaStatus(running=pid is not None, pid=pid, port=self.port("port"))
 
     def healthy(self, timeout: float = 2.0) -> bool:
-        bootstrap = self.status().bootstrap
-        if bootstrap is None:
-            return False
-        try:
-            check_broker(load_settings(kafka_bootstrap=bootstrap), timeout=timeout)
-        except VigilError:
-            return False
-        return True
+        return self.answers(
+            self.status().bootstrap, lambda b: check_broker(load_settings(kafka_bootstrap=b), timeout=timeout)
+        )
 
     def properties(self, port: int, controller_port: int) -> dict[str, str]:
         return {
@@ -138,11 +129,5 @@ logger.state.level = WARN
             self.save(cluster_id=cluster_id)
         if not (self.root / "data" / "meta.properties").is_file():
             self._format(java.classpath, cluster_id)
-        proc = self.spawn(java, [str(self.config)])
-        try:
-            self.wait_ready(self.healthy, timeout, proc)
-        except ServiceError:
-            terminate(proc.pid)
-            raise
-        log.info("kafka up on 127.0.0.1:%d (pid %d)", port, proc.pid)
+        self.launch(java, [str(self.config)], self.healthy, timeout, address=f"127.0.0.1:{port}")
         return self.status()

@@ -10,17 +10,13 @@ records already written could no longer be decoded).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import httpx
 
 from ops.services.java import JavaParts, find_java, resolve_registry
 from ops.services.jvm import JvmService
-from ops.services.procs import terminate
 from schemas.errors import ServiceError
-
-log = logging.getLogger(__name__)
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
 
@@ -58,14 +54,7 @@ class EmbeddedRegistry(JvmService):
         return RegistryStatus(running=pid is not None, pid=pid, port=self.port("port"))
 
     def healthy(self, timeout: float = 2.0) -> bool:
-        url = self.status().url
-        if url is None:
-            return False
-        try:
-            registry_health(url, timeout=timeout)
-        except ServiceError:
-            return False
-        return True
+        return self.answers(self.status().url, lambda url: registry_health(url, timeout=timeout))
 
     def properties(self, port: int) -> dict[str, str]:
         return {
@@ -96,16 +85,13 @@ class EmbeddedRegistry(JvmService):
         # JVM apart (its path is on the command line) and so that a person can see the settings.
         props = self.properties(port)
         self.config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        proc = self.spawn(
+        self.launch(
             parts,
             [],
+            self.healthy,
+            timeout,
+            address=f"http://127.0.0.1:{port}",
             jvm_args=[f"-D{k}={v}" for k, v in props.items()] + [f"-Dvigil.config={self.config}"],
             classpath=self.classpath(parts),
         )
-        try:
-            self.wait_ready(self.healthy, timeout, proc)
-        except ServiceError:
-            terminate(proc.pid)
-            raise
-        log.info("schema registry up on 127.0.0.1:%d (pid %d)", port, proc.pid)
         return self.status()
