@@ -10,9 +10,14 @@ echo "== ruff"
 "$VENV/bin/ruff" format --check "${PACKAGES[@]}" tests bench
 echo "== mypy --strict"
 "$VENV/bin/mypy"
-echo "== pytest"
+# Test files are spread over VIGIL_TEST_PROCESSES processes (default 2), each with its own
+# embedded stack (tests/conftest.py); a file's tests stay together, in order. 0 runs one process.
+PROCESSES="${VIGIL_TEST_PROCESSES:-2}"
+PARALLEL=()
+if [ "$PROCESSES" != "0" ]; then PARALLEL=(-n "$PROCESSES" --dist loadfile); fi
+echo "== pytest (${PROCESSES} processes)"
 set +e
-"$VENV/bin/python" -m pytest --durations=15 "$@"
+"$VENV/bin/python" -m pytest "${PARALLEL[@]}" --durations=15 "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import re
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from agents.api import agent, unregister
 from agents.context import Context, Output
 from ops.http import make_web_app
 from ops.replay import ReplayRequest, replay
+from ops.services.procs import free_port
 from schemas.codec import Codec
 from schemas.examples import EXAMPLES
 from streams.drift_publish import DriftPublisher
@@ -30,12 +30,6 @@ from streams.kafka import make_producer
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_dashboard_shows_runs_and_decides_reviews(
@@ -105,7 +99,7 @@ def _tier(page: str, tier: str) -> str:
 async def _browse(settings: Settings, fresh_database: str, unique: str, browsed: str) -> None:
     runner = web.AppRunner(make_web_app(settings, DriftPublisher(settings)))
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with aiohttp.ClientSession() as session:

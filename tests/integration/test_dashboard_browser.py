@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from agents.api import agent, unregister
 from agents.context import Context, Output
 from ops.http import make_web_app
 from ops.replay import ReplayRequest, replay
+from ops.services.procs import free_port
 from schemas.codec import Codec
 from schemas.examples import EXAMPLES
 from streams.drift_publish import DriftPublisher
@@ -39,17 +39,11 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TOKEN = "s3cret-browser"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _serve_in_thread(settings: Settings) -> Iterator[str]:
     """The worker's web app on 127.0.0.1 in its own event loop and thread; yields its base URL."""
     loop = asyncio.new_event_loop()
-    port = _free_port()
+    port = free_port()
     runner = web.AppRunner(make_web_app(settings, DriftPublisher(settings)))
 
     async def start() -> None:

@@ -5,13 +5,13 @@ requests publish nothing; the token never reaches the log."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ops.services.procs import free_port
 from streams.settings import Settings
 from tests.integration.drift_helpers import decisions, outbox, reports, start_drift_worker
 from tests.integration.workers import scalar, stop, wait_until
@@ -19,12 +19,6 @@ from tests.integration.workers import scalar, stop, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 TOKEN = "ingest-token-5f0c9a"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def payload(unique: str) -> dict[str, object]:

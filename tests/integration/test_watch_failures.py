@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from ops.services.procs import free_port
 from streams.settings import Settings
 from streams.watch import FAILURES
 from tests.integration.watch_helpers import (
     alert_status,
-    free_port,
     published_alerts,
     routed,
     start_watch_worker,

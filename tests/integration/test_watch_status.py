@@ -12,11 +12,12 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ops.services.procs import free_port
 from ops.services.stack import embedded_postgres
 from streams.settings import Settings
 from streams.watch import ABSENCE, FAILURES
 from tests.integration.drift_helpers import vigil
-from tests.integration.watch_helpers import alert_status, free_port, start_watch_worker
+from tests.integration.watch_helpers import alert_status, start_watch_worker
 from tests.integration.workers import produce_events, stop, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

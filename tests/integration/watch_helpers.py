@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 
@@ -13,12 +12,6 @@ from tests.integration.drift_helpers import start_drift_worker, vigil
 from tests.integration.workers import scalar
 
 TOKEN = "watch-token-7d41"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_watch_worker(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 
+from ops.services.procs import free_port
 from streams.kafka import make_producer
 from streams.settings import Settings
 
@@ -45,6 +46,8 @@ def start_worker(
             "PYTHONPATH": str(ROOT),
             # The built-in drift agents would read the shared drift topics: only drift tests want them.
             "VIGIL_BUILTIN_AGENTS": "false",
+            # Never the default port: tests (and test processes) run side by side.
+            "VIGIL_HTTP_PORT": str(free_port()),
         }
     )
     env.update(extra_env or {})
