@@ -21,20 +21,20 @@ def test_vigil_up_demo_shows_agents_acting_on_row_changes(throwaway_home: Path) 
     env["VIGIL_HOME"] = str(throwaway_home)
     env["COLUMNS"] = "200"
     done = subprocess.run(
-        [VIGIL, "up", "--demo"], env=env, capture_output=True, text=True, timeout=400, check=False
+        [VIGIL, "up", "--demo", "--short"], env=env, capture_output=True, text=True, timeout=400, check=False
     )
     logs = "".join(
         f"\n--- {log.name}\n{log.read_text()[-3000:]}"
         for log in sorted((throwaway_home / "logs").glob("*.log"))
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:] + logs
-    assert "demo complete: 3 failed orders → 3 notifications" in done.stdout
+    assert "demo complete" in done.stdout
     lines = [
         json.loads(line)
         for line in (throwaway_home / "demo" / "notifications.jsonl").read_text().splitlines()
     ]
-    assert len(lines) == 3
-    assert len({line["id"] for line in lines}) == 3
+    assert len(lines) == 2
+    assert len({line["id"] for line in lines}) == 2
     assert all(
         line["topic"] == "vigil.outbox.notifications" and "failed" in line["payload"]["text"]
         for line in lines
@@ -45,7 +45,7 @@ def test_vigil_up_demo_shows_agents_acting_on_row_changes(throwaway_home: Path) 
     )
     report = json.loads(status.stdout)
     agents = {a["agent"]: a for a in report["agents"]}
-    assert agents["order-watch"]["succeeded"] >= 11 and agents["order-watch"]["failed"] == 0
+    assert agents["order-watch"]["succeeded"] >= 9 and agents["order-watch"]["failed"] == 0
     connectors = {c["name"]: c for c in report["connectors"]}
     # The connectors run in the embedded Kafka Connect, which outlives `vigil up`.
     for name in ("vigil-demo", "vigil-outbox"):

@@ -1,0 +1,371 @@
+"""The story ``vigil up --demo`` tells, step by step, against the running pipeline.
+
+``pipeline_up`` starts the stack, the connectors, a worker (built-in drift agents and the demo's
+agents of :mod:`agents.demo`) and a file sink, then hands over to :func:`run_story`:
+
+1. order changes → Debezium → ``order-watch`` → outbox → file sink;
+2. a metric that drifts slowly (``public.metrics``), scored by the policy's windowed detector and
+   published to ``drift.events``: a warning (``drift-investigate`` files a report in the review
+   queue), critical (``drift-remediate`` proposes an action that waits for an approval, which the
+   demo gives), then the metric recovers (resolved);
+3. a 5-second schedule ticking ``demo-ticker``, which sets itself one wakeup;
+4. a heartbeat the demo stops on purpose: one absence alert, resolved when beats resume;
+5. a replay of ``cdc.public.orders`` through ``order-watch`` (every event skipped: nothing happens
+   twice) and a dry run of a deliberate rerun (what would happen, nothing written);
+6. a summary counted from Postgres and Kafka (also written to ``$VIGIL_HOME/demo/summary.json``).
+
+Each step is a small function; the pure parts (sizes, the metric, percentiles, the summary's rows)
+are in :mod:`streams.demo_script`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from confluent_kafka import KafkaException
+from rich.console import Console
+from rich.markup import escape
+
+from ops.inspect import group_infos
+from ops.output import print_table
+from ops.replay import ReplayRequest, make_plan, read_range
+from ops.supervisor import Supervisor
+from schemas.errors import ConfigurationError, VigilError
+from streams.catalog import OUTBOX_PREFIX
+from streams.demo_script import Script, SummaryRow, empty_rows, percentile, summary_rows
+from streams.kafka import make_admin, make_consumer
+from streams.settings import Settings
+
+ORDERS_TOPIC = "cdc.public.orders"
+PAYMENTS_TOPIC = "cdc.public.payments"
+METRICS_TOPIC = "cdc.public.metrics"
+ORDER_AGENT = "order-watch"
+#: Longest wait of any one step before the demo gives up (naming the logs).
+STEP_TIMEOUT_S = 120.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class Story:
+    """What the steps share: the running pipeline, the script, and what earlier steps found."""
+
+    settings: Settings
+    console: Console
+    supervisor: Supervisor
+    stop: threading.Event
+    sink_file: Path
+    script: Script
+    batch: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    #: The database's clock when the story began: everything counted in the summary is newer.
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.require_database_url()
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, *params: object) -> Any:
+        rows = self.query(sql, *params)
+        return rows[0][0] if rows else None
+
+    def say(self, text: str) -> None:
+        self.console.print(text)
+
+    def wait_for(
+        self, what: str, check: Callable[[], T | None], *, timeout: float = STEP_TIMEOUT_S, every: float = 0.5
+    ) -> T:
+        """Poll ``check`` until it returns something (not None or False); stop the demo after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set():
+            for message in self.supervisor.poll():
+                self.say(f"[yellow]{escape(message)}[/]")
+            found = check()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                break
+            self.stop.wait(every)
+        if self.stop.is_set():
+            raise SystemExit("demo interrupted")
+        raise SystemExit(
+            f"demo stopped: no {what} after {timeout:.0f} s; see the logs in {self.supervisor.logdir}"
+        )
+
+
+def run_story(
+    settings: Settings,
+    console: Console,
+    supervisor: Supervisor,
+    sink_file: Path,
+    stop: threading.Event,
+    *,
+    short: bool = False,
+) -> list[SummaryRow]:
+    """Tell the whole story, then print and return the summary."""
+    story = Story(settings, console, supervisor, stop, sink_file, Script.short() if short else Script())
+    story.started_at = story.scalar("SELECT now()")
+    began = time.monotonic()
+    wait_until_agents_listen(story)
+    steps: list[tuple[str, Callable[[Story], None]]] = [
+        ("order changes through Debezium to an agent, the outbox and a sink", step_orders),
+    ]
+    for number, (title, step) in enumerate(steps, 1):
+        console.rule(f"[bold]{number}/{len(steps) + 1}[/] {title}")
+        at = time.monotonic()
+        step(story)
+        story.say(f"[dim]step {number} took {time.monotonic() - at:.1f} s[/]")
+    console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1}[/] summary")
+    rows = step_summary(story)
+    story.say(f"[dim]the story took {time.monotonic() - began:.1f} s[/]")
+    say_where_to_look(story, rows)
+    return rows
+
+
+def wait_until_agents_listen(story: Story) -> None:
+    """Wait until the worker's consumer group holds the orders topic: from then on latency is the pipeline's."""
+    group = story.settings.app_id
+    story.say(f"waiting for the worker's agents to join consumer group {group} …")
+
+    def assigned() -> bool:
+        try:
+            infos = group_infos(story.settings, group)
+        except (KafkaException, VigilError):
+            return False
+        return any(
+            info.state == "stable"
+            and any(p.startswith(f"{ORDERS_TOPIC}/") for m in info.members for p in m["partitions"])
+            for info in infos
+        )
+
+    story.wait_for("assignment of the agents' topics", assigned, every=1.0)
+
+
+# -- step 1: orders ---------------------------------------------------------------------------
+
+
+def make_order_changes(database_url: str, batch: str, script: Script) -> list[int]:
+    """Insert ``script.orders`` orders with a payment each, fail some (refunding their payments),
+    ship some, delete the last; return the ids."""
+    with psycopg.connect(database_url) as conn:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO public.orders (customer, amount, batch) "
+                "SELECT 'customer-' || n, 10.0 * n, %s FROM generate_series(1, %s) AS n RETURNING id",
+                (batch, script.orders),
+            ).fetchall()
+        ]
+        conn.execute(
+            "INSERT INTO public.payments (order_id, amount) SELECT id, amount FROM public.orders WHERE id = ANY(%s)",
+            (ids,),
+        )
+        conn.commit()
+        failed, shipped = ids[: script.failed], ids[script.failed : script.failed + script.shipped]
+        conn.execute(
+            "UPDATE public.payments SET status = 'refunded', updated_at = now() WHERE order_id = ANY(%s)",
+            (failed,),
+        )
+        conn.execute(
+            "UPDATE public.orders SET status = 'failed', updated_at = now() WHERE id = ANY(%s)", (failed,)
+        )
+        conn.execute(
+            "UPDATE public.orders SET status = 'shipped', updated_at = now() WHERE id = ANY(%s)", (shipped,)
+        )
+        conn.execute("DELETE FROM public.orders WHERE id = %s", (ids[-1],))
+        conn.commit()
+    return ids
+
+
+def sink_lines(sink_file: Path, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """The file sink's lines that ``match``."""
+    if not sink_file.exists():
+        return []
+    found = []
+    for line in sink_file.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and match(entry):
+            found.append(entry)
+    return found
+
+
+def _payload(entry: dict[str, Any]) -> dict[str, Any]:
+    payload = entry.get("payload")
+    return payload if isinstance(payload, dict) else {}
+
+
+def step_orders(story: Story) -> None:
+    script = story.script
+    story.facts["orders_since"] = story.scalar("SELECT now()")
+    make_order_changes(story.database_url, story.batch, script)
+    story.say(
+        f"batch {story.batch}: inserted {script.orders} orders (public.orders) and their payments "
+        f"(public.payments); failed {script.failed} (payments refunded), shipped {script.shipped}, deleted 1"
+    )
+    story.say(
+        "  Debezium (in Kafka Connect) → cdc.public.orders → order-watch → vigil.outbox → outbox router → sink"
+    )
+
+    def delivered() -> list[dict[str, Any]] | None:
+        lines = sink_lines(story.sink_file, lambda e: _payload(e).get("batch") == story.batch)
+        return lines if len(lines) >= script.failed else None
+
+    lines = story.wait_for(f"{script.failed} notifications in {story.sink_file}", delivered)
+    print_table(
+        story.console,
+        f"notifications delivered to {story.sink_file}",
+        ["outbox id", "topic", "text"],
+        [[str(e.get("id")), str(e.get("topic")), str(_payload(e).get("text"))] for e in lines],
+    )
+
+
+# -- step 6: the summary -------------------------------------------------------------------------
+
+
+def kafka_counts(
+    settings: Settings, topic: str, since: datetime, keys: dict[str, bytes] | None = None
+) -> dict[str, int]:
+    """Messages of ``topic`` written since ``since``: ``{"all": n}``, plus one count per named key."""
+    consumer = make_consumer(
+        settings,
+        f"vigil-demo-count-{uuid.uuid4().hex[:12]}",  # throwaway; assign() only, never committed
+        **{"enable.auto.commit": False, "enable.partition.eof": True},
+    )
+    try:
+        try:
+            plan, _ = make_plan(
+                consumer, ReplayRequest(topic, from_time=since.isoformat(), agent="-"), now=since
+            )
+        except ConfigurationError:  # no such topic yet: nothing was written to it
+            return {"all": 0, **dict.fromkeys(keys or {}, 0)}
+        counts = {"all": plan.total, **dict.fromkeys(keys or {}, 0)}
+        if keys:
+            wanted = {key: name for name, key in keys.items()}
+            for msg in read_range(consumer, plan):
+                name = wanted.get(msg.key() or b"")
+                if name is not None:
+                    counts[name] += 1
+        return counts
+    finally:
+        consumer.close()
+
+
+def outbox_topics(settings: Settings) -> list[str]:
+    topics = make_admin(settings).list_topics(timeout=10).topics
+    return sorted(t for t in topics if t.startswith(OUTBOX_PREFIX))
+
+
+def wait_until_quiet(story: Story) -> None:
+    """Before counting: every outbox row of the story delivered, and no agent behind on its topics."""
+    since = story.started_at
+
+    def quiet() -> bool:
+        written = story.scalar("SELECT count(*) FROM vigil.outbox WHERE created_at >= %s", since)
+        delivered = story.scalar(
+            "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered' AND created_at >= %s", since
+        )
+        if delivered < written:
+            return False
+        try:
+            infos = group_infos(story.settings, story.settings.app_id)
+        except (KafkaException, VigilError):
+            return False
+        return all(lag == 0 for info in infos for _, _, lag in info.lag.values())
+
+    story.wait_for("quiet pipeline (outbox delivered, no consumer lag)", quiet, timeout=60.0)
+
+
+def latencies_ms(story: Story) -> list[float]:
+    """CDC latency of each order change of the story: its commit (Debezium's ``source.ts_ms``) to the
+    end of its ``order-watch`` run."""
+    rows = story.query(
+        "SELECT extract(epoch FROM finished_at) * 1000 - (trace->0->>'committed_ms')::double precision "
+        "FROM vigil.runs WHERE agent = %s AND started_at >= %s AND status = 'succeeded' "
+        "AND trace->0->>'committed_ms' IS NOT NULL",
+        ORDER_AGENT,
+        story.started_at,
+    )
+    return [float(r[0]) for r in rows]
+
+
+def collect_counts(story: Story) -> dict[str, float | None]:
+    since = story.started_at
+    settings = story.settings
+    counts: dict[str, float | None] = {}
+    counts["cdc_orders"] = kafka_counts(settings, ORDERS_TOPIC, since)["all"]
+    counts["cdc_payments"] = kafka_counts(settings, PAYMENTS_TOPIC, since)["all"]
+    counts["cdc_metrics"] = kafka_counts(settings, METRICS_TOPIC, since)["all"]
+    counts["published"] = sum(kafka_counts(settings, t, since)["all"] for t in outbox_topics(settings))
+    counts["runs"] = story.scalar("SELECT count(*) FROM vigil.runs WHERE started_at >= %s", since)
+    counts["outbox"] = story.scalar("SELECT count(*) FROM vigil.outbox WHERE created_at >= %s", since)
+    counts["delivered"] = story.scalar(
+        "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered' AND created_at >= %s", since
+    )
+    counts["reviews"] = story.scalar("SELECT count(*) FROM vigil.reviews WHERE created_at >= %s", since)
+    counts["approved"] = story.scalar(
+        "SELECT count(*) FROM vigil.reviews WHERE created_at >= %s AND status = 'approved'", since
+    )
+    counts["duplicates"] = story.facts.get("duplicates")
+    latencies = latencies_ms(story)
+    counts["latency_p50"] = percentile(latencies, 50)
+    counts["latency_p99"] = percentile(latencies, 99)
+    return counts
+
+
+def step_summary(story: Story) -> list[SummaryRow]:
+    wait_until_quiet(story)
+    rows = summary_rows(collect_counts(story))
+    print_table(
+        story.console,
+        f"vigil up --demo: what happened (batch {story.batch}, since {story.started_at:%H:%M:%S})",
+        ["", "count", "counted in"],
+        [[row.what, row.shown(), row.where] for row in rows],
+    )
+    per_agent = story.query(
+        "SELECT agent, status, count(*) FROM vigil.runs WHERE started_at >= %s GROUP BY 1, 2 ORDER BY 1, 2",
+        story.started_at,
+    )
+    print_table(
+        story.console, "runs by agent", ["agent", "status", "runs"], [[a, s, str(n)] for a, s, n in per_agent]
+    )
+    summary = {
+        "batch": story.batch,
+        "started_at": story.started_at.isoformat(),
+        "short": story.script == Script.short(),
+        "rows": {row.key: row.value for row in rows},
+        "facts": {k: v for k, v in story.facts.items() if isinstance(v, str | int | float | bool)},
+    }
+    out = Path(story.settings.home).absolute() / "demo" / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    story.say(f"summary written to {out}")
+    return rows
+
+
+def say_where_to_look(story: Story, rows: list[SummaryRow]) -> None:
+    port = story.settings.http_port
+    story.say(
+        "[green]demo complete[/]. The embedded services keep running (`vigil services down` stops them).\n"
+        f"Look further: `vigil up` runs the same pipeline and serves the dashboard at http://127.0.0.1:{port}/ "
+        "over the same data; `vigil status`, `vigil review list --all`, `vigil schedule list --wakeups`, "
+        "`vigil heartbeat list`, `vigil inspect tail drift.critical`."
+    )
+    missing = empty_rows(rows)
+    if missing:
+        story.say(f"[yellow]rows that counted nothing:[/] {', '.join(missing)}")
