@@ -145,7 +145,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("delivered", "side effects delivered (file sink)", "Postgres vigil.deliveries"),
     ("alerts_warning", "alerts · warning tier", "Kafka drift.warning"),
     ("alerts_critical", "alerts · critical tier", "Kafka drift.critical"),
-    ("resolved", "incidents resolved (drift + absence)", "Postgres drift_incidents, alerts"),
+    ("resolved", "incidents resolved (drift + absence)", "Postgres vigil.drift_incidents"),
     ("reviews", "review items filed", "Postgres vigil.reviews"),
     ("approved", "review items approved", "Postgres vigil.reviews"),
     ("latency_p50", "CDC latency p50 (commit → run)", "Postgres commit ts vs runs.finished_at"),
