@@ -35,13 +35,16 @@ from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.markup import escape
 
+from agents.demo import TICKER
 from ops.inspect import group_infos
 from ops.output import print_table
 from ops.replay import ReplayRequest, make_plan, read_range
 from ops.review import decide
+from ops.schedules import add as add_schedule
+from ops.schedules import remove as remove_schedule
 from ops.supervisor import Supervisor
 from schemas.errors import ConfigurationError, VigilError
-from streams.catalog import DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, OUTBOX_PREFIX, outbox_topic
+from streams.catalog import DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, OUTBOX_PREFIX, TICKS, outbox_topic
 from streams.demo_script import (
     METRIC_LABELS,
     METRIC_NAME,
@@ -137,13 +140,7 @@ def run_story(
     story.started_at = story.scalar("SELECT now()")
     began = time.monotonic()
     wait_until_agents_listen(story)
-    steps: list[tuple[str, Callable[[Story], None]]] = [
-        ("order changes through Debezium to an agent, the outbox and a sink", step_orders),
-        (
-            "a metric drifts: warning → report, critical → approved remediation, recovery → resolved",
-            step_drift,
-        ),
-    ]
+    steps = STEPS
     for number, (title, step) in enumerate(steps, 1):
         console.rule(f"[bold]{number}/{len(steps) + 1}[/] {title}")
         at = time.monotonic()
@@ -386,6 +383,68 @@ def step_drift(story: Story) -> None:
         feed.publisher.close()
 
 
+# -- step 3: a schedule and a wakeup -----------------------------------------------------------------
+
+
+def step_schedule(story: Story) -> None:
+    script = story.script
+    name = f"demo-tick-{story.batch}"
+    story.facts["schedule"] = name
+    add_schedule(
+        story.settings,
+        story.console,
+        name,
+        cron=None,
+        every=f"{script.schedule_every_s}s",
+        at=None,
+        tz="UTC",
+        agent=TICKER,
+        payload=json.dumps({"wake_in_s": script.wake_in_s}),
+        overlap="skip",
+        misfire="run_once",
+        catch_up_window="1h",
+    )
+    story.say(
+        f"  the scheduler in the worker fires it to vigil.ticks; {TICKER} runs each tick, and on the first "
+        f"sets itself a wakeup {script.wake_in_s:g} s later (ctx.wake_in)"
+    )
+    seen: set[str] = set()
+    ticks = woken = 0
+
+    def progress() -> bool:
+        nonlocal ticks, woken
+        rows = story.query(
+            "SELECT run_id::text, trace, finished_at FROM vigil.runs WHERE agent = %s AND started_at >= %s "
+            "AND status = 'succeeded' ORDER BY finished_at",
+            TICKER,
+            story.started_at,
+        )
+        for run_id, trace, finished in rows:
+            if run_id in seen or not trace:
+                continue
+            seen.add(run_id)
+            first = trace[0]
+            if first.get("step") == "tick" and first.get("schedule") == name:
+                ticks += 1
+                wakeup = next((t for t in trace if t.get("step") == "wakeup set"), None)
+                story.say(
+                    f"  {finished:%H:%M:%S.%f}"[:-3]
+                    + f" tick of slot {first.get('slot')}"
+                    + (f" → wakeup {wakeup.get('id')} set" if wakeup else "")
+                )
+            elif first.get("step") == "woken" and first.get("by") == name:
+                woken += 1
+                story.say(
+                    f"  {finished:%H:%M:%S.%f}"[:-3] + f" woken by its wakeup (due {first.get('slot')})"
+                )
+        return ticks >= script.ticks and woken >= 1
+
+    try:
+        story.wait_for(f"{script.ticks} ticks and a wakeup of {TICKER}", progress, timeout=60.0)
+    finally:
+        remove_schedule(story.settings, story.console, name)
+
+
 # -- step 6: the summary -------------------------------------------------------------------------
 
 
@@ -467,6 +526,7 @@ def collect_counts(story: Story) -> dict[str, float | None]:
         counts["drift_detector"] = kafka_counts(settings, DRIFT_EVENTS, since, {"fp": drift_fp.encode()})[
             "fp"
         ]
+    counts["ticks"] = kafka_counts(settings, TICKS, since)["all"]
     counts["alerts_warning"] = kafka_counts(settings, DRIFT_WARNING, since)["all"]
     counts["alerts_critical"] = kafka_counts(settings, DRIFT_CRITICAL, since)["all"]
     counts["resolved"] = story.scalar(
@@ -530,3 +590,11 @@ def say_where_to_look(story: Story, rows: list[SummaryRow]) -> None:
     missing = empty_rows(rows)
     if missing:
         story.say(f"[yellow]rows that counted nothing:[/] {', '.join(missing)}")
+
+
+#: The story's steps before the summary, in order: (title, step).
+STEPS: tuple[tuple[str, Callable[[Story], None]], ...] = (
+    ("order changes through Debezium to an agent, the outbox and a sink", step_orders),
+    ("a metric drifts: warning → report, critical → approved remediation, recovery → resolved", step_drift),
+    ("a schedule ticks an agent, which sets itself a wakeup", step_schedule),
+)
