@@ -34,7 +34,10 @@ import psycopg
 from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import text
 
+from agents import heartbeats
+from agents.db import as_engine
 from agents.demo import TICKER
 from ops.inspect import group_infos
 from ops.output import print_table
@@ -64,6 +67,7 @@ from streams.drift_policy import parse_policy
 from streams.drift_publish import DriftPublisher
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
+from streams.watch import ABSENCE, alert_fingerprint, alert_key
 
 ORDERS_TOPIC = "cdc.public.orders"
 PAYMENTS_TOPIC = "cdc.public.payments"
@@ -445,6 +449,73 @@ def step_schedule(story: Story) -> None:
         remove_schedule(story.settings, story.console, name)
 
 
+# -- step 4: a heartbeat stops -------------------------------------------------------------------
+
+
+def step_heartbeat(story: Story) -> None:
+    script = story.script
+    name = f"demo-job-{story.batch}"
+    story.facts["heartbeat"] = name
+    key, fp = alert_key(ABSENCE, name), alert_fingerprint(ABSENCE, name)
+    engine = as_engine(story.database_url)
+    try:
+        heartbeats.expect(engine, name, every_s=script.beat_every_s, grace_s=script.beat_grace_s)
+        story.say(
+            f"heartbeat {name} expected every {script.beat_every_s:g} s, alert {script.beat_grace_s:g} s after "
+            "a miss (`vigil heartbeat expect`); the job beats:"
+        )
+        for _ in range(script.beats_before_stop):
+            heartbeats.beat(engine, name)
+            story.say(f"  {datetime.now(UTC):%H:%M:%S} beat")
+            story.stop.wait(script.beat_every_s / 2)
+        stopped = time.monotonic()
+        story.say(f"  {datetime.now(UTC):%H:%M:%S} the job stops beating (on purpose)")
+        story.wait_for(
+            "absence alert",
+            lambda: story.scalar("SELECT 1 FROM vigil.alerts WHERE key = %s AND status = 'open'", key),
+            timeout=60.0,
+            every=0.25,
+        )
+        story.say(
+            f"  {datetime.now(UTC):%H:%M:%S} [bold]absence alert[/] after {time.monotonic() - stopped:.1f} s of "
+            "silence: one critical event to drift.events → drift-router → drift.critical → drift-remediate "
+            "(nothing configured: an `unremediated` alert on vigil.outbox.drift-alerts for the sink)"
+        )
+        story.wait_for(
+            "the absence routed to the critical tier",
+            lambda: story.scalar(
+                "SELECT 1 FROM vigil.drift_decisions WHERE fingerprint = %s AND tier = 'critical'", fp
+            ),
+        )
+
+        def beat_until_resolved() -> bool:
+            heartbeats.beat(engine, name)
+            return bool(
+                story.scalar("SELECT 1 FROM vigil.alerts WHERE key = %s AND status = 'resolved'", key)
+            )
+
+        story.say(f"  {datetime.now(UTC):%H:%M:%S} the job beats again")
+        story.wait_for(
+            "resolved absence alert", beat_until_resolved, timeout=60.0, every=script.beat_every_s / 2
+        )
+        opened = story.scalar("SELECT count(*) FROM vigil.alerts WHERE key = %s", key)
+        story.say(
+            f"  {datetime.now(UTC):%H:%M:%S} alert resolved ({opened} alert in vigil.alerts for {name})"
+        )
+        story.wait_for(
+            "closed absence incident",
+            lambda: story.scalar(
+                "SELECT 1 FROM vigil.drift_incidents WHERE fingerprint = %s AND status = 'closed'", fp
+            ),
+        )
+    finally:
+        with engine.begin() as conn:  # the demo's job is over: its heartbeat must not alert again
+            conn.execute(
+                text("UPDATE vigil.heartbeats SET status = 'paused' WHERE name = :name"), {"name": name}
+            )
+        engine.dispose()
+
+
 # -- step 6: the summary -------------------------------------------------------------------------
 
 
@@ -526,6 +597,10 @@ def collect_counts(story: Story) -> dict[str, float | None]:
         counts["drift_detector"] = kafka_counts(settings, DRIFT_EVENTS, since, {"fp": drift_fp.encode()})[
             "fp"
         ]
+    name = story.facts.get("heartbeat")
+    if name is not None:
+        absence = {"fp": alert_fingerprint(ABSENCE, name).encode()}
+        counts["drift_absence"] = kafka_counts(settings, DRIFT_EVENTS, since, absence)["fp"]
     counts["ticks"] = kafka_counts(settings, TICKS, since)["all"]
     counts["alerts_warning"] = kafka_counts(settings, DRIFT_WARNING, since)["all"]
     counts["alerts_critical"] = kafka_counts(settings, DRIFT_CRITICAL, since)["all"]
@@ -597,4 +672,5 @@ STEPS: tuple[tuple[str, Callable[[Story], None]], ...] = (
     ("order changes through Debezium to an agent, the outbox and a sink", step_orders),
     ("a metric drifts: warning → report, critical → approved remediation, recovery → resolved", step_drift),
     ("a schedule ticks an agent, which sets itself a wakeup", step_schedule),
+    ("a heartbeat stops: one absence alert, resolved when beats resume", step_heartbeat),
 )
