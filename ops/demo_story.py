@@ -25,8 +25,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,12 +36,14 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import text
 
+import agents.demo as demo_agents
 from agents import heartbeats
 from agents.db import as_engine
 from agents.demo import TICKER
+from agents.replay_run import AgentReport
 from ops.inspect import group_infos
 from ops.output import print_table
-from ops.replay import ReplayRequest, make_plan, read_range
+from ops.replay import ReplayRequest, make_plan, read_range, replay
 from ops.review import decide
 from ops.schedules import add as add_schedule
 from ops.schedules import remove as remove_schedule
@@ -516,6 +518,77 @@ def step_heartbeat(story: Story) -> None:
         engine.dispose()
 
 
+# -- step 5: replay ------------------------------------------------------------------------------
+
+
+def side_effect_counts(story: Story) -> tuple[int, int, int]:
+    """(notifications in the outbox, runs, processed events) of ``order-watch``: what a replay must
+    leave as it is."""
+    row = story.query(
+        "SELECT (SELECT count(*) FROM vigil.outbox WHERE aggregatetype = 'notifications'), "
+        "(SELECT count(*) FROM vigil.runs WHERE agent = %s), "
+        "(SELECT count(*) FROM vigil.processed_events WHERE agent = %s)",
+        ORDER_AGENT,
+        ORDER_AGENT,
+    )[0]
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def step_replay(story: Story) -> None:
+    since: datetime = story.facts["orders_since"]
+    request = ReplayRequest(
+        ORDERS_TOPIC,
+        from_time=(since - timedelta(seconds=1)).isoformat(),
+        agent=ORDER_AGENT,
+        agent_modules=(demo_agents.__name__,),
+    )
+    before = side_effect_counts(story)
+    result = replay(story.settings, story.console, request, show_progress=False)
+    after = side_effect_counts(story)
+    report = result.agent or AgentReport()
+    story.facts["duplicates"] = report.skipped
+    story.say(
+        f"replayed {result.matched} change event(s) of this run through {ORDER_AGENT} (live dedup path): "
+        f"{report.succeeded} processed again, [bold]{report.skipped} skipped as already processed[/]; "
+        f"{ORDER_AGENT}'s outbox rows {before[0]} → {after[0]}, runs {before[1]} → {after[1]}, "
+        f"processed events {before[2]} → {after[2]}"
+    )
+    if after != before or report.succeeded:
+        raise SystemExit("demo stopped: the replay made new side effects; it must not")
+    story.say("zero new side effects. A dry run of a deliberate rerun (new ids) shows what it would do:")
+    dry = replay(
+        story.settings, story.console, replace(request, dry_run=True, rerun=True), show_progress=False
+    )
+    previews = (dry.agent or AgentReport()).previews
+    rows = []
+    for preview in previews:
+        output = preview.output
+        inspect = next((t for t in (output.trace if output else []) if t.get("step") == "inspect"), {})
+        rows.append(
+            [
+                str(inspect.get("order", "-")),
+                str(inspect.get("op", "d")),
+                str(inspect.get("status", "-")),
+                preview.status,
+                "; ".join(
+                    f"{r.aggregatetype}: {_text(r.payload)}" for r in (output.outbox if output else [])
+                ),
+            ]
+        )
+    print_table(
+        story.console,
+        f"dry run {dry.replay_id}: {len(previews)} event(s), nothing written",
+        ["order", "op", "status", "would be", "side effects it would emit"],
+        rows,
+    )
+    if side_effect_counts(story) != after:
+        raise SystemExit("demo stopped: the dry run wrote something; it must not")
+
+
+def _text(payload: Any) -> str:
+    return str(payload.get("text", payload)) if isinstance(payload, dict) else str(payload)
+
+
 # -- step 6: the summary -------------------------------------------------------------------------
 
 
@@ -664,7 +737,7 @@ def say_where_to_look(story: Story, rows: list[SummaryRow]) -> None:
     )
     missing = empty_rows(rows)
     if missing:
-        story.say(f"[yellow]rows that counted nothing:[/] {', '.join(missing)}")
+        raise SystemExit(f"demo incomplete: rows that counted nothing: {', '.join(missing)}")
 
 
 #: The story's steps before the summary, in order: (title, step).
@@ -673,4 +746,5 @@ STEPS: tuple[tuple[str, Callable[[Story], None]], ...] = (
     ("a metric drifts: warning → report, critical → approved remediation, recovery → resolved", step_drift),
     ("a schedule ticks an agent, which sets itself a wakeup", step_schedule),
     ("a heartbeat stops: one absence alert, resolved when beats resume", step_heartbeat),
+    ("a replay of the orders through order-watch: nothing twice; and a dry run", step_replay),
 )
