@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import text
@@ -67,7 +68,7 @@ from streams.drift_detect import Detection, WindowedDetector
 from streams.drift_events import BaselineStats, drift_record, fingerprint
 from streams.drift_policy import parse_policy
 from streams.drift_publish import DriftPublisher
-from streams.kafka import make_admin, make_consumer
+from streams.kafka import client_config, make_admin, make_consumer
 from streams.settings import Settings
 from streams.watch import ABSENCE, alert_fingerprint, alert_key
 
@@ -165,14 +166,18 @@ def wait_until_agents_listen(story: Story) -> None:
     story.say(f"waiting for the worker's agents to join consumer group {group} …")
 
     def assigned() -> bool:
+        # An admin client of its own, quiet below warnings: librdkafka would print an informational
+        # line about its background queue in the middle of the story.
+        admin = AdminClient({**client_config(story.settings), "log_level": 4})
         try:
-            infos = group_infos(story.settings, group)
-        except (KafkaException, VigilError):
+            desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+        except KafkaException:
             return False
-        return any(
-            info.state == "stable"
-            and any(p.startswith(f"{ORDERS_TOPIC}/") for m in info.members for p in m["partitions"])
-            for info in infos
+        return desc.state == ConsumerGroupState.STABLE and any(
+            tp.topic == ORDERS_TOPIC
+            for member in desc.members
+            if member.assignment
+            for tp in member.assignment.topic_partitions or []
         )
 
     story.wait_for("assignment of the agents' topics", assigned, every=1.0)
