@@ -72,7 +72,23 @@ def not_landed(command: str, issue: str) -> NoReturn:
 
 @app.command()
 def up(
-    demo: Annotated[bool, typer.Option("--demo", help="Seed a demo schema, make changes and drift.")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Seed a demo schema (orders, payments, metrics) and play the scripted story: CDC, "
+            "drift with an approval, a schedule and a wakeup, a stopped heartbeat, a replay; then a "
+            "summary, and exit.",
+        ),
+    ] = False,
+    short: Annotated[
+        bool,
+        typer.Option(
+            "--short",
+            help="With --demo: every step, less of each (fewer orders and windows, a 2-second "
+            "schedule, a 1-second heartbeat); what the tests run.",
+        ),
+    ] = False,
     agents_module: Annotated[
         list[str] | None, typer.Option("-A", "--app", help="Module with user agents (repeatable).")
     ] = None,
@@ -80,7 +96,7 @@ def up(
     """Run the whole pipeline in the foreground (embedded services as needed)."""
     from ops.pipeline import pipeline_up
 
-    pipeline_up(settings(), console, demo=demo, agent_modules=agents_module or [])
+    pipeline_up(settings(), console, demo=demo, agent_modules=agents_module or [], short=short)
 
 
 @app.command()

@@ -13,7 +13,6 @@ import json
 import signal
 import threading
 import time
-import uuid
 from pathlib import Path
 from types import FrameType
 
@@ -23,11 +22,12 @@ from rich.console import Console
 from ops import migrations
 from ops.connectors_cli import apply as apply_connectors
 from ops.connectors_cli import connector_files
-from ops.output import print_table
+from ops.demo_story import run_story
 from ops.services import stack
 from ops.status import debezium_relays_outbox
 from ops.supervisor import Supervisor, child_env, vigil_argv
 from streams.catalog import CATALOG, outbox_topic
+from streams.demo_script import POLICY_TOML, REMEDIATION_TOPIC
 from streams.redact import mask_url
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS public.orders (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE public.orders REPLICA IDENTITY FULL;
+CREATE TABLE IF NOT EXISTS public.payments (
+    id         serial PRIMARY KEY,
+    order_id   integer NOT NULL,
+    amount     double precision NOT NULL,
+    status     text NOT NULL DEFAULT 'authorized',
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS public.metrics (
     id          serial PRIMARY KEY,
     name        text NOT NULL,
@@ -69,8 +76,10 @@ def build_supervisor(
         argv = vigil_argv("worker", *(arg for m in modules for arg in ("-A", m)))
         relay = "false" if relayed_by_debezium and files else "true"
         user_chose = "outbox_relay" in resolved.model_fields_set  # VIGIL_OUTBOX_RELAY or vigil.toml wins
-        supervisor.add("worker", argv, env if user_chose else {**env, "VIGIL_OUTBOX_RELAY": relay})
+        worker_env = env if user_chose else {**env, "VIGIL_OUTBOX_RELAY": relay}
+        supervisor.add("worker", argv, {**worker_env, **(demo_worker_env(resolved) if demo else {})})
     if sink_file is not None:
+        topics = [outbox_topic(t) for t in DEMO_SINK_AGGREGATETYPES]
         supervisor.add(
             "sink-notifications",
             [
@@ -81,8 +90,7 @@ def build_supervisor(
                 "demo-notifications",
                 "--path",
                 str(sink_file),
-                "--topic",
-                outbox_topic("notifications"),
+                *(arg for topic in topics for arg in ("--topic", topic)),
                 "--group",
                 f"{resolved.app_id}-demo-sink",
             ],
@@ -91,7 +99,25 @@ def build_supervisor(
     return supervisor
 
 
-def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modules: list[str]) -> None:
+#: The outbox topics of the demo's side effects, all delivered by its file sink.
+DEMO_SINK_AGGREGATETYPES = ("notifications", "drift-reports", REMEDIATION_TOPIC, "drift-alerts")
+
+
+def demo_worker_env(resolved: Settings) -> dict[str, str]:
+    """The demo worker's own settings: the demo's drift policy (always: the story relies on its
+    approval-gated remediation), and absence checks every second unless the user chose otherwise."""
+    policy = Path(resolved.home).absolute() / "demo" / "drift-policy.toml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(POLICY_TOML)
+    extra = {"VIGIL_DRIFT_POLICY": str(policy)}
+    if "watch_interval_s" not in resolved.model_fields_set:
+        extra["VIGIL_WATCH_INTERVAL_S"] = "1"
+    return extra
+
+
+def pipeline_up(
+    settings: Settings, console: Console, *, demo: bool, agent_modules: list[str], short: bool = False
+) -> None:
     console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
     resolved = stack.up(settings, connect=True)
     database_url = resolved.require_database_url()
@@ -122,7 +148,7 @@ def pipeline_up(settings: Settings, console: Console, *, demo: bool, agent_modul
         start_in_order(supervisor, resolved, console, stop)
         if demo:
             assert sink_file is not None
-            run_demo(resolved, console, supervisor, sink_file, stop)
+            run_story(resolved, console, supervisor, sink_file, stop, short=short)
         else:
             while not stop.wait(1.0):
                 for message in supervisor.poll():
@@ -179,118 +205,3 @@ def start_in_order(
     for child in supervisor.children:
         if child.proc is None:
             child.start()
-
-
-def make_demo_changes(database_url: str, batch: str) -> int:
-    """Insert 12 orders, fail 3, ship 2, delete 1; return how many failed."""
-    with psycopg.connect(database_url) as conn:
-        ids = [
-            row[0]
-            for row in conn.execute(
-                "INSERT INTO public.orders (customer, amount, batch) "
-                "SELECT 'customer-' || n, 10.0 * n, %s FROM generate_series(1, 12) AS n RETURNING id",
-                (batch,),
-            ).fetchall()
-        ]
-        conn.commit()
-        conn.execute(
-            "UPDATE public.orders SET status = 'failed', updated_at = now() WHERE id = ANY(%s)", (ids[:3],)
-        )
-        conn.execute(
-            "UPDATE public.orders SET status = 'shipped', updated_at = now() WHERE id = ANY(%s)", (ids[3:5],)
-        )
-        conn.execute("DELETE FROM public.orders WHERE id = %s", (ids[-1],))
-        conn.commit()
-    return 3
-
-
-def _payload(entry: dict[str, object]) -> dict[str, object]:
-    payload = entry.get("payload")
-    return payload if isinstance(payload, dict) else {}
-
-
-def _notifications(sink_file: Path, batch: str) -> list[dict[str, object]]:
-    if not sink_file.exists():
-        return []
-    found = []
-    for line in sink_file.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and _payload(entry).get("batch") == batch:
-            found.append(entry)
-    return found
-
-
-def run_demo(
-    resolved: Settings, console: Console, supervisor: Supervisor, sink_file: Path, stop: threading.Event
-) -> None:
-    database_url = resolved.require_database_url()
-    batch = uuid.uuid4().hex[:8]
-    expected = make_demo_changes(database_url, batch)
-    console.print(
-        f"demo batch {batch}: inserted 12 orders into public.orders, failed 3, shipped 2, deleted 1; "
-        "waiting for Debezium → Kafka → order-watch → outbox → sink …"
-    )
-    deadline = time.monotonic() + 240
-    last_report = 0.0
-    while not stop.is_set() and time.monotonic() < deadline:
-        for message in supervisor.poll():
-            console.print(message)
-        got = _notifications(sink_file, batch)
-        if len(got) >= expected:
-            break
-        if time.monotonic() - last_report > 10:
-            last_report = time.monotonic()
-            console.print(f"  … {len(got)}/{expected} notifications delivered so far")
-        stop.wait(1.0)
-    show_demo_results(database_url, console, sink_file, batch)
-    got = _notifications(sink_file, batch)
-    if len(got) < expected:
-        raise SystemExit(
-            f"demo incomplete: {len(got)}/{expected} notifications after 240 s; see {supervisor.logdir}"
-        )
-    console.print(
-        f"[green]demo complete[/]: {len(got)} failed orders → {len(got)} notifications in {sink_file}"
-    )
-
-
-def show_demo_results(database_url: str, console: Console, sink_file: Path, batch: str) -> None:
-    with psycopg.connect(database_url) as conn:
-        runs = conn.execute(
-            "SELECT agent, status, count(*) FROM vigil.runs GROUP BY agent, status ORDER BY agent, status"
-        ).fetchall()
-        recent = conn.execute(
-            "SELECT r.event_id, r.status, r.trace FROM vigil.runs r WHERE r.agent = 'order-watch' "
-            'AND r.trace @> \'[{"step": "notify"}]\' ORDER BY r.finished_at DESC LIMIT 3'
-        ).fetchall()
-        outbox = conn.execute(
-            "SELECT aggregatetype, count(*) FROM vigil.outbox GROUP BY aggregatetype ORDER BY 1"
-        ).fetchall()
-        deliveries = conn.execute(
-            "SELECT sink, status, count(*) FROM vigil.deliveries GROUP BY sink, status ORDER BY 1, 2"
-        ).fetchall()
-    print_table(
-        console, "Runs (vigil.runs)", ["agent", "status", "runs"], [[a, s, str(n)] for a, s, n in runs]
-    )
-    print_table(
-        console,
-        "Latest runs that notified",
-        ["event id", "status", "trace"],
-        [[e, s, json.dumps([step.get("step") for step in t])] for e, s, t in recent],
-    )
-    print_table(console, "Outbox (vigil.outbox)", ["aggregatetype", "rows"], [[a, str(n)] for a, n in outbox])
-    print_table(
-        console,
-        "Deliveries (vigil.deliveries)",
-        ["sink", "status", "count"],
-        [[a, s, str(n)] for a, s, n in deliveries],
-    )
-    lines = _notifications(sink_file, batch)
-    print_table(
-        console,
-        f"Notifications of batch {batch} ({sink_file})",
-        ["outbox id", "text"],
-        [[str(entry.get("id")), str(_payload(entry).get("text"))] for entry in lines],
-    )

@@ -46,6 +46,7 @@ PURE_MODULES = [
     "streams/watch.py",
     "streams/doctor_checks.py",
     "streams/replay_plan.py",
+    "streams/demo_script.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
