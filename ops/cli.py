@@ -92,11 +92,16 @@ def up(
     agents_module: Annotated[
         list[str] | None, typer.Option("-A", "--app", help="Module with user agents (repeatable).")
     ] = None,
+    no_live: Annotated[
+        bool, typer.Option("--no-live", help="A one-line summary every 10 s instead of the live view.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline in the foreground (embedded services as needed)."""
     from ops.pipeline import pipeline_up
 
-    pipeline_up(settings(), console, demo=demo, agent_modules=agents_module or [], short=short)
+    pipeline_up(
+        settings(), console, demo=demo, agent_modules=agents_module or [], short=short, live=not no_live
+    )
 
 
 @app.command()

@@ -3,8 +3,10 @@
 The stack (embedded services as needed: Postgres, Kafka, Kafka Connect), the migrations and the
 topics first; then the Debezium connectors are applied to Kafka Connect over its REST API; then,
 each in its own process under a :class:`~ops.supervisor.Supervisor`: the worker with the agents and
-the outbox relay, and for the demo a JSON-lines sink. Ctrl-C or SIGTERM stops them cleanly; the
-connectors keep running in Connect.
+the outbox relay, and for the demo a JSON-lines sink. Without ``--demo`` the live view
+(:mod:`ops.live`) shows them until Ctrl-C or SIGTERM, which is forwarded to the children: each stops
+gracefully (or is killed after a timeout, and ``vigil up`` says so); the connectors keep running in
+Connect.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from types import FrameType
 
 import psycopg
 from rich.console import Console
+from rich.markup import escape
 
+from ops import live as live_view
 from ops import migrations
 from ops.connectors_cli import apply as apply_connectors
 from ops.connectors_cli import connector_files
@@ -116,7 +120,13 @@ def demo_worker_env(resolved: Settings) -> dict[str, str]:
 
 
 def pipeline_up(
-    settings: Settings, console: Console, *, demo: bool, agent_modules: list[str], short: bool = False
+    settings: Settings,
+    console: Console,
+    *,
+    demo: bool,
+    agent_modules: list[str],
+    short: bool = False,
+    live: bool = True,
 ) -> None:
     console.print("[bold]vigil up[/]: starting the stack" + (" (demo)" if demo else ""))
     resolved = stack.up(settings, connect=True)
@@ -135,9 +145,10 @@ def pipeline_up(
     sink_file = Path(resolved.home).absolute() / "demo" / "notifications.jsonl" if demo else None
     supervisor = build_supervisor(resolved, demo=demo, agent_modules=agent_modules, sink_file=sink_file)
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        console.print(f"stopping ({signal.Signals(signum).name})")
+        received.append(signum)  # printed after the view closed: the handler may interrupt a redraw
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -150,12 +161,24 @@ def pipeline_up(
             assert sink_file is not None
             run_story(resolved, console, supervisor, sink_file, stop, short=short)
         else:
-            while not stop.wait(1.0):
-                for message in supervisor.poll():
-                    console.print(message)
+            if any(c.name == "worker" for c in supervisor.children):
+                for what, url in live_view.http_urls(resolved):
+                    console.print(f"{what + ':':<11}{url}", highlight=False, markup=False, soft_wrap=True)
+            collector = live_view.Collector(settings, resolved, supervisor)
+            try:
+                live_view.run(console, collector, supervisor, stop, live=live and console.is_terminal)
+            finally:
+                collector.close()
     finally:
-        supervisor.stop()
+        signum = received[0] if received else signal.SIGTERM
+        if received:
+            console.print(f"stopping ({signal.Signals(signum).name}): forwarding it to the children …")
+        stopped = supervisor.stop(signum)
+        for child in stopped:
+            console.print(("[red]" if child.killed else "") + escape(child.message))
         console.print("stopped; the embedded services keep running (`vigil services down` stops them)")
+    if any(child.killed for child in stopped):
+        raise SystemExit(1)
 
 
 def slot_names(files: list[Path]) -> list[str]:
@@ -197,11 +220,13 @@ def start_in_order(
         apply_connectors(resolved, console, [str(f) for f in files])
         names = slot_names(files)
         console.print(f"waiting for the connectors' replication slots ({', '.join(names)}) …")
-        if not wait_for_slots(resolved.require_database_url(), names, stop):
+        if not wait_for_slots(resolved.require_database_url(), names, stop) and not stop.is_set():
             raise SystemExit(
                 "the connectors did not create their slots; see `vigil connectors status` and "
                 f"{Path(resolved.home).absolute() / 'connect' / 'connect.log'}"
             )
     for child in supervisor.children:
-        if child.proc is None:
+        if child.proc is None and not stop.is_set():
             child.start()
+            assert child.proc is not None
+            console.print(f"{child.name} started (pid {child.proc.pid})")

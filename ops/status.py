@@ -130,6 +130,21 @@ def relay_entry(name: str, status: str, last_beat_at: Any, overdue: bool, detail
     }
 
 
+RECENT_RUNS_SQL = """
+SELECT agent,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status IN ('failed', 'dead-lettered')) AS failed
+FROM vigil.runs WHERE started_at > now() - make_interval(secs => %(seconds)s) GROUP BY agent
+"""
+
+
+def recent_runs(database_url: str, seconds: float = 60.0) -> dict[str, tuple[int, int]]:
+    """Per agent, its runs started in the last ``seconds``: (succeeded, failed or dead-lettered)."""
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        rows = conn.execute(RECENT_RUNS_SQL, {"seconds": seconds}).fetchall()
+    return {str(agent): (int(ok), int(failed)) for agent, ok, failed in rows}
+
+
 BREAKERS_SQL = """
 SELECT agent, fingerprint, reason, opened_at FROM vigil.drift_breakers WHERE open ORDER BY opened_at
 """

@@ -2,7 +2,10 @@
 
 ``vigil up`` uses it for the worker and sinks (the connectors run in Kafka Connect): each part is
 its own process, so one crash neither takes the others down nor loses work — each part resumes
-from its committed offsets.
+from its committed offsets. :meth:`Supervisor.stop` forwards the signal that stopped ``vigil up``
+(SIGINT or SIGTERM) to every child and waits for each to finish its graceful stop; a child still
+running after the timeout is killed, and the messages say so (a killed worker loses nothing either:
+its unacked events are redelivered and deduplicated).
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ class Child:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def state(self) -> str:
+        """``not started``, ``running``, ``restarting`` (exited, restart scheduled) or ``exited``."""
+        if self.proc is None:
+            return "not started"
+        if self.proc.poll() is None:
+            return "running"
+        return "restarting" if self.next_start else "exited"
+
 
 @dataclass
 class Supervisor:
@@ -108,16 +120,49 @@ class Supervisor:
                 events.append(f"{child.name} restarted")
         return events
 
-    def stop(self, timeout: float = 30.0) -> None:
-        for child in self.children:
-            if child.running and child.proc is not None:
-                child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children:
-            if child.proc is None:
-                continue
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> list[Stopped]:
+        """Send ``signum`` to every running child, wait up to ``timeout`` seconds in all, kill the
+        ones still running; return how each child stopped, in order."""
+        started = time.monotonic()
+        stopping = [c for c in self.children if c.running]
+        for child in stopping:
+            assert child.proc is not None
+            child.proc.send_signal(signum)
+        deadline = started + timeout
+        stopped = []
+        for child in stopping:
+            assert child.proc is not None
+            killed = False
             try:
-                child.proc.wait(max(0.1, deadline - time.monotonic()))
+                code = child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.proc.kill()
-                child.proc.wait()
+                code, killed = child.proc.wait(), True
+            stopped.append(
+                Stopped(child.name, child.proc.pid, code, time.monotonic() - started, killed, child.logfile)
+            )
+        for child in self.children:
+            child.next_start = 0.0  # a restart that was pending will not happen
+        return stopped
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How one child stopped."""
+
+    name: str
+    pid: int
+    returncode: int
+    seconds: float
+    #: It did not stop within the timeout and was killed.
+    killed: bool
+    logfile: Path
+
+    @property
+    def message(self) -> str:
+        if self.killed:
+            return (
+                f"{self.name} (pid {self.pid}) did not stop in time: killed after {self.seconds:.0f}s "
+                f"(see {self.logfile})"
+            )
+        return f"{self.name} (pid {self.pid}) stopped with exit code {self.returncode} in {self.seconds:.1f}s"
