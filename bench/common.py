@@ -7,8 +7,10 @@ Peers measured in the same run are compared as ratios (``ratio_to``), never agai
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,17 @@ class BenchContext:
 
             self._settings = stack.up(load_settings(), connect=True)
         return self._settings
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of ``values``: a value that occurred, never an
+    interpolation. ``percentile(v, 1.0)`` is the maximum."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 < q <= 1:
+        raise ValueError(f"quantile {q} is not in (0, 1]")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def with_ratio(rows: list[Measurement], baseline_variant: str) -> list[Measurement]:
