@@ -144,11 +144,11 @@ def _event(tag: str, i: int) -> tuple[str, bytes]:
     return event_id, json.dumps(value, separators=(",", ":")).encode()
 
 
-def _produce(settings: Settings, topic: str, n: int, tag: str) -> float:
-    """Fill the topic; return the mean value size in bytes."""
+def _produce(settings: Settings, topic: str, n: int, tag: str, first: int = 0) -> float:
+    """Fill the topic with events ``first`` … ``first + n - 1``; return the mean value size in bytes."""
     producer = make_producer(settings, **{"linger.ms": 20})
     total = 0
-    for i in range(n):
+    for i in range(first, first + n):
         event_id, value = _event(tag, i)
         total += len(value)
         producer.produce(
