@@ -47,6 +47,20 @@ def drop_database(settings: Settings, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: When this process (the bench run) started: workers read the ledger only from a little before.
+RUN_STARTED = time.time()
+LEDGER_MARGIN_S = 300.0
+
+
+def ledger_window() -> dict[str, str]:
+    """``VIGIL_PROCESSED_RETENTION_DAYS`` for a worker of this run: its ledger reader starts at the
+    records of this run (less a margin) instead of a week of earlier runs' records, which are of
+    other (dropped) databases and would only be read and skipped. Rows are pruned only when older
+    than the window, so nothing this run wrote is pruned while it runs."""
+    seconds = time.time() - RUN_STARTED + LEDGER_MARGIN_S
+    return {"VIGIL_PROCESSED_RETENTION_DAYS": f"{seconds / 86400:.6f}"}
+
+
 def free_port() -> int:
     """A TCP port free right now on the loopback (each worker's /metrics gets its own)."""
     with socket.socket() as s:
@@ -69,6 +83,7 @@ def worker_env(
             "VIGIL_APP_ID": app_id,
             "VIGIL_OUTBOX_RELAY": "false",
             "VIGIL_BUILTIN_AGENTS": "false",
+            **ledger_window(),
             **extra,
         }
     )
