@@ -2,7 +2,7 @@
 
 One fresh database and one agent name (``bench-dedup``, the route agent of ``bench_agents``: one
 outbox row per event), so ``vigil.processed_events`` and the ledger decide what is a duplicate.
-Three topics of 100,000 x scale ``bench_agents`` events each (3 partitions), produced first:
+Three topics of 50,000 x scale ``bench_agents`` events each (3 partitions), produced first:
 
 - ``0% duplicates``: ids 0 … N-1, all new;
 - ``50% duplicates``: every other event re-uses an id of the first topic, the others are new;
@@ -39,7 +39,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 
 BENCH = "dedup"
-EVENTS = 100_000
+EVENTS = 50_000
 AGENT = "bench-dedup"
 
 

@@ -2,7 +2,7 @@
 
 Each variant gets a fresh database with a source table and a sink table. The bench inserts rows
 into the source at a steady 1,000 rows/s (``VIGIL_BENCH_LATENCY_RATE``; 10 ms ticks) for
-30 s x scale (at least 5 s), after a warm-up of 200 rows that must have gone all the way through.
+20 s x scale (at least 5 s), after a warm-up of 200 rows that must have gone all the way through.
 For every source row the variant writes one sink row with the same id, and the latency of a row is
 ``sink committed_at - source committed_at``, both Postgres timestamps of the same server:
 
@@ -103,7 +103,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     if settings.connect_url is None:
         raise RuntimeError("the latency bench needs Kafka Connect: `vigil services up` or VIGIL_CONNECT_URL")
     rate = float(os.environ.get("VIGIL_BENCH_LATENCY_RATE", "1000"))
-    seconds = max(5.0, 30.0 * ctx.scale)
+    seconds = max(5.0, 20.0 * ctx.scale)
     tag = "bl" + uuid.uuid4().hex[:8]
     logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-latency-"))
     logdir.chmod(0o755)
