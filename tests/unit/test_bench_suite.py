@@ -238,3 +238,25 @@ def test_agents_rows_give_relay_cost_cpu_per_event_and_the_ratios_to_both_loops(
         "Vigil CPU per event (relay off)": MISSED,
         "in-worker relay's cost on worker throughput": MISSED,
     }
+
+
+def test_markdown_of_a_run_has_the_header_the_targets_and_the_rows() -> None:
+    from bench.markdown import markdown
+
+    rows = [Measurement("b", "v", "latency", 42.0, "ms", ratio_to="polling", ratio=0.04, notes="a | b")]
+    data = payload(
+        rows,
+        evaluate(rows, [SMALLER]),
+        when=0.0,
+        machine={"cpus": 2, "cpu_model": "X", "python": "3.11", "load_avg": [9.5, 1, 1]},
+        scale=0.25,
+        benchmarks=["latency"],
+        seconds=60,
+        failed={"cdc": "RuntimeError: no Connect\ntraceback"},
+    )
+    text = markdown(json.loads(json.dumps(data)))
+    lines = text.splitlines()
+    assert lines[0].startswith("`python -m bench --scale 0.25` (latency), 1970-01-01T00:00:00Z, 60 s; 2 x X")
+    assert "| smaller | 42.0 ms | 0.04x polling | ≤ 100 ms | ≤ 50 ms | **met (aim)** |  |" in lines
+    assert "| b | v | latency | 42.0 ms | 0.04x polling | a \\| b |" in lines
+    assert lines[-1] == "- `cdc` failed: RuntimeError: no Connect"
