@@ -256,6 +256,7 @@ def _measure(
     t0: float | None = None
     c0 = 0
     cpu0 = 0.0
+    last_print = spawned
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
             now = time.monotonic()
@@ -284,6 +285,9 @@ def _measure(
             if now - spawned > timeout:
                 tails = "\n".join(_tail(log) for _, log in procs)
                 raise RuntimeError(f"{agent}: only {count}/{n} rows after {timeout:.0f}s:\n{tails}")
+            if now - last_print > 30:
+                print(f"    {agent}: {count:,}/{n:,} events", flush=True)
+                last_print = now
             time.sleep(max(0.0, POLL_S - (time.monotonic() - now)))
 
 
