@@ -1,4 +1,11 @@
-"""``python -m bench [NAME ...]``: run the benchmarks, print one table, write JSON per benchmark."""
+"""``python -m bench [NAME ...]``: run the benchmarks, print one table, write JSON per benchmark.
+
+Without names, the suite of issue #14 runs (:data:`SUITE`); ``drift`` (and any other benchmark)
+runs only when named. One table is printed: the issue's targets with their verdicts, then every
+measurement. ``bench/results/<name>.json`` holds each benchmark's rows and targets,
+``bench/results/latest.json`` the whole run's. A benchmark that fails is reported and the others
+still run; its targets read ``not run`` and the exit status is 1.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,18 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import time
+import traceback
 
 from rich.console import Console
 
 import bench
-from bench.common import BenchContext, Measurement, render, write_json
+from bench.common import BenchContext, Measurement, machine, payload, render, write_json
+from bench.targets import TARGETS, evaluate
+
+#: The default run, in this order: ``memory`` last, because its million ledger records are read
+#: (and skipped) by every later worker's ledger reader on the same broker.
+SUITE = ("codec", "cdc", "latency", "agents", "dedup", "memory")
 
 
 def discover() -> list[str]:
@@ -21,24 +35,58 @@ def discover() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {discover()})")
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply event counts (0.1 for a quick look)"
+        "names",
+        nargs="*",
+        help=f"benchmarks to run (default: {' '.join(SUITE)}; all: {' '.join(discover())})",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply event counts and durations (0.1 for a quick look)"
     )
     args = parser.parse_args(argv)
     console = Console()
-    names = args.names or discover()
+    names = args.names or list(SUITE)
+    unknown = sorted(set(names) - set(discover()))
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(unknown)} (there are: {', '.join(discover())})")
     ctx = BenchContext(scale=args.scale)
+    started = time.time()
+    at_start = machine()
     everything: list[Measurement] = []
+    failed: dict[str, str] = {}
     for name in names:
-        console.print(f"[bold]bench {name}[/] …")
-        module = importlib.import_module(f"bench.bench_{name}")
-        rows: list[Measurement] = module.run(ctx)
-        path = write_json(rows, name)
-        console.print(f"  wrote {path}")
+        begun = time.monotonic()
+        console.print(f"[bold]bench {name}[/] (scale {args.scale:g}) …")
+        try:
+            module = importlib.import_module(f"bench.bench_{name}")
+            rows: list[Measurement] = module.run(ctx)
+        except Exception as exc:  # one broken benchmark must not lose the others' numbers
+            console.print(f"[red]bench {name} failed:[/] {exc}")
+            traceback.print_exc()
+            failed[name] = f"{type(exc).__name__}: {exc}"[:4000]
+            continue
+        results = evaluate(rows, [t for t in TARGETS if t.bench == name])
+        data = payload(rows, results, when=time.time(), machine=machine(), scale=args.scale)
+        path = write_json(name, data)
+        console.print(f"  {time.monotonic() - begun:.0f}s; wrote {path}")
         everything.extend(rows)
-    render(everything, console)
-    return 0
+    results = evaluate(everything)
+    data = payload(
+        everything,
+        results,
+        when=started,
+        machine={**at_start, "load_avg_at_end": machine()["load_avg"]},
+        scale=args.scale,
+        benchmarks=names,
+        seconds=round(time.time() - started),
+        failed=failed,
+    )
+    path = write_json("latest", data)
+    render(everything, results, console)
+    console.print(f"{time.time() - started:.0f}s in all; wrote {path}")
+    for name, error in failed.items():
+        console.print(f"[red]bench {name} failed:[/] {error.splitlines()[0]}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

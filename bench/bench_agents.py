@@ -1,6 +1,6 @@
 """Agents with exactly-once Postgres side effects: ``vigil worker`` next to three hand-written peers.
 
-One run, one broker and one Postgres, the same events (200,000 x scale JSON events of ~150 B on
+One run, one broker and one Postgres, the same events (100,000 x scale JSON events of ~150 B on
 one 3-partition topic, each with a ``vigil-event-id`` header) and the same work for every variant:
 route the event by its score (warning/critical) and, exactly once, record a processed row keyed by
 the event id (``ON CONFLICT DO NOTHING``) and one outbox row carrying the route, committed together;
@@ -11,17 +11,28 @@ own OS process(es), with its own consumer group and its own freshly migrated dat
 - ``loop (2) set-based``: the same loop, ``unnest`` for processed rows + ``COPY`` for the outbox;
 - ``faust (3) per-event``: a plain faust-streaming agent, one transaction per event;
 - ``vigil (N processes)``: ``vigil worker -A bench.agentmods.route``, the real worker and unit of
-  work (batches of the ``@agent`` default 500). The peers run in one process each; Vigil is also
-  shown with 2 and 3 worker processes in one consumer group.
+  work (batches of the ``@agent`` default 500), outbox relay off. The peers run in one process
+  each; Vigil is also shown with 2 and 3 worker processes in one consumer group;
+- ``vigil (1 process, relay on)``: one worker with the in-worker outbox relay on
+  (``VIGIL_OUTBOX_RELAY=true``): ``relay cost`` is 1 - its events/s / the relay-off worker's.
 
 Measurement, the same for all: this process polls ``count(*)`` of the variant's processed rows every
 0.2 s; t0 is the first poll that sees a row, t1 the first that sees all N; events/s is
 (N - count at t0) / (t1 - t0), so process start and group join are left out (reported as
-``startup s``: spawn → first committed row). Afterwards every variant must hold exactly N processed
-and N outbox rows. Each Vigil worker's ledger reader reads ``vigil.processed-events`` from offset 0
-while it works: on a long-lived broker that includes every earlier run's records (N per Vigil
-variant), so later Vigil variants, and repeated runs, pay for more history. Targets (issue #5): Vigil >= 1.0x loop (1) and >= 4.0x faust (3); the ratio to
-loop (2) is reported.
+``startup s``: spawn → first committed row). ``CPU per event`` is the CPU seconds (user + system,
+``/proc``) its processes spent between t0 and t1, divided by the events counted: the work of the
+process itself, not of Postgres or the broker, and less sensitive than events/s to a loaded machine.
+With ``VIGIL_BENCH_PROFILE=1`` (and ``pip install py-spy``) the relay-off 1-process worker is sampled
+by py-spy from spawn to the end of its measurement: collapsed stacks in
+``bench/results/agents-profile.txt``, the functions most often on top of the stack in its row's
+notes. Afterwards every variant must hold exactly N processed and N outbox rows.
+
+Each Vigil worker's ledger reader reads ``vigil.processed-events`` while it works: records of this
+run's earlier Vigil variants (N each, of other databases: read and skipped), so later variants pay
+for a little more history; earlier runs' records are left out by a retention window starting
+shortly before this run (:func:`bench.procs.ledger_window`). Targets of issue #5 (Vigil >= 1.0x
+loop (1), >= 4.0x faust (3)) are in the rows; those of issue #14 (>= 2.5x loop (1), >= 0.4x
+loop (2), CPU per event <= 60 µs, relay cost <= 10%) are judged by :mod:`bench.targets`.
 """
 
 from __future__ import annotations
@@ -39,8 +50,9 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import BenchContext, Measurement
+from bench.common import RESULTS_DIR, BenchContext, Measurement
 from bench.peers.work import EVENT_ID_HEADER
+from bench.procs import ledger_window
 from ops import migrations
 from streams.catalog import TopicSpec
 from streams.kafka import make_producer
@@ -48,7 +60,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 
 BENCH = "agents"
-EVENTS = 200_000
+EVENTS = 100_000
 PARTITIONS = 3
 POLL_S = 0.2
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +69,8 @@ VIGIL = Path(sys.executable).parent / "vigil"
 LOOP_ROWS = "loop (1) per-row"
 LOOP_SET = "loop (2) set-based"
 FAUST = "faust (3) per-event"
+VIGIL_1 = "vigil (1 process)"
+RELAY_ON = "vigil (1 process, relay on)"
 
 
 @dataclass(frozen=True)
@@ -77,12 +91,14 @@ VARIANTS = (
     Variant(LOOP_ROWS, "rows", peer="loop_rows", notes="confluent-kafka, INSERT per row, commit per 500"),
     Variant(LOOP_SET, "set", peer="loop_setbased", notes="confluent-kafka, unnest + COPY per 500"),
     Variant(FAUST, "faust", peer="faust_per_event", notes="faust-streaming 0.x agent, 1 tx per event"),
-    Variant("vigil (1 process)", "v1"),
+    Variant(VIGIL_1, "v1"),
     Variant("vigil (2 processes)", "v2", processes=2),
     Variant("vigil (3 processes)", "v3", processes=3),
-    Variant("vigil (1 process, relay on)", "v1r", relay=True),
+    Variant(RELAY_ON, "v1r", relay=True),
 )
 BASELINE = "vigil (1 process, baseline tree)"
+#: The variant py-spy samples with ``VIGIL_BENCH_PROFILE=1``.
+PROFILED = "v1"
 
 
 def chosen_variants() -> tuple[Variant, ...]:
@@ -104,6 +120,10 @@ class Outcome:
     counted: int
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of the variant's processes between t0 and t1, per event counted.
+    cpu_per_event: float = 0.0
+    #: The profiler's most sampled functions (``VIGIL_BENCH_PROFILE=1``), as "share% function".
+    profile: list[str] = field(default_factory=list)
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -144,11 +164,11 @@ def _event(tag: str, i: int) -> tuple[str, bytes]:
     return event_id, json.dumps(value, separators=(",", ":")).encode()
 
 
-def _produce(settings: Settings, topic: str, n: int, tag: str) -> float:
-    """Fill the topic; return the mean value size in bytes."""
+def _produce(settings: Settings, topic: str, n: int, tag: str, first: int = 0) -> float:
+    """Fill the topic with events ``first`` … ``first + n - 1``; return the mean value size in bytes."""
     producer = make_producer(settings, **{"linger.ms": 20})
     total = 0
-    for i in range(n):
+    for i in range(first, first + n):
         event_id, value = _event(tag, i)
         total += len(value)
         producer.produce(
@@ -169,16 +189,26 @@ def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: 
     agent = f"bench-route-{variant.slug}"
     db_url = _fresh_database(settings, name, migrate=variant.tree is None)
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    profiler: subprocess.Popen[bytes] | None = None
+    profile = RESULTS_DIR / "agents-profile.txt"
     try:
         for i in range(variant.processes):
             log = logdir / f"{variant.slug}-{i}.log"
             procs.append((_spawn(settings, variant, db_url, topic, name, agent, log), log))
+        if variant.slug == PROFILED and os.environ.get("VIGIL_BENCH_PROFILE") == "1":
+            profiler = _start_profiler(procs[0][0].pid, profile, logdir / "py-spy.log")
         # generous: the per-event Faust peer ran at ~650 events/s on a quiet shared 2-core machine
         outcome = _measure(db_url, agent, n, procs, timeout=120 + n / 200)
         outcome.cpu = {str(p.pid): _cpu_seconds(p.pid) for p, _ in procs}
+        if profiler is not None:
+            _stop_profiler(profiler)
+            profiler = None
+            outcome.profile = top_frames(profile.read_text() if profile.exists() else "")
         _check_exactly_once(db_url, agent, n, variant.label)
         return outcome
     finally:
+        if profiler is not None:
+            _stop_profiler(profiler)
         for proc, _ in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -212,6 +242,7 @@ def _spawn(
                 "VIGIL_OUTBOX_RELAY": "true" if variant.relay else "false",
                 "VIGIL_BENCH_TOPIC": topic,
                 "VIGIL_BENCH_AGENT": agent,
+                **ledger_window(),
             }
         )
     with log.open("ab") as out:
@@ -224,6 +255,8 @@ def _measure(
     spawned = time.monotonic()
     t0: float | None = None
     c0 = 0
+    cpu0 = 0.0
+    last_print = spawned
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
             now = time.monotonic()
@@ -236,10 +269,14 @@ def _measure(
             count = int(row[0]) if row else 0
             if t0 is None and count > 0:
                 t0, c0 = now, count
+                cpu0 = sum(_cpu_seconds(p.pid) for p, _ in procs)
             if count >= n and t0 is not None:
-                if now <= t0:
+                if now <= t0 or count == c0:
                     raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
-                return Outcome((n - c0) / (now - t0), t0 - spawned, n - c0, now - t0)
+                cpu = sum(_cpu_seconds(p.pid) for p, _ in procs) - cpu0
+                return Outcome(
+                    (n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu_per_event=cpu / (n - c0)
+                )
             for proc, log in procs:
                 if proc.poll() is not None:
                     raise RuntimeError(
@@ -248,6 +285,9 @@ def _measure(
             if now - spawned > timeout:
                 tails = "\n".join(_tail(log) for _, log in procs)
                 raise RuntimeError(f"{agent}: only {count}/{n} rows after {timeout:.0f}s:\n{tails}")
+            if now - last_print > 30:
+                print(f"    {agent}: {count:,}/{n:,} events", flush=True)
+                last_print = now
             time.sleep(max(0.0, POLL_S - (time.monotonic() - now)))
 
 
@@ -325,7 +365,7 @@ def _rows(
         if variant.label != LOOP_ROWS and rows1:
             base = replace(base, ratio_to=LOOP_ROWS, ratio=out.rate / rows1)
             if variant.peer is None:
-                base = replace(base, target=">= 1.0x loop (1)" + _verdict(out.rate / rows1, 1.0))
+                base = replace(base, target="issue #5: >= 1.0x loop (1)" + _verdict(out.rate / rows1, 1.0))
         rows.append(base)
     for variant in variants:
         if variant.peer is not None:
@@ -342,7 +382,7 @@ def _rows(
                     "events/s",
                     ratio_to=FAUST,
                     ratio=rate / faust,
-                    target=">= 4.0x faust (3)" + _verdict(rate / faust, 4.0),
+                    target="issue #5: >= 4.0x faust (3)" + _verdict(rate / faust, 4.0),
                 )
             )
         if LOOP_SET in outcomes:
@@ -358,7 +398,22 @@ def _rows(
                     target="reported",
                 )
             )
-    current = "vigil (1 process)"
+    rows += _cpu_rows(variants, outcomes)
+    if RELAY_ON in outcomes and VIGIL_1 in outcomes:
+        ratio = outcomes[RELAY_ON].rate / outcomes[VIGIL_1].rate
+        rows.append(
+            Measurement(
+                BENCH,
+                RELAY_ON,
+                "relay cost",
+                (1 - ratio) * 100,
+                "%",
+                ratio_to=VIGIL_1,
+                ratio=ratio,
+                notes="1 - events/s with the in-worker relay on / with it off",
+            )
+        )
+    current = VIGIL_1
     if BASELINE in outcomes and current in outcomes:
         ratio = outcomes[current].rate / outcomes[BASELINE].rate
         rows.append(
@@ -387,6 +442,79 @@ def _rows(
             )
         )
     return rows
+
+
+def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Measurement]:
+    """CPU per event of every variant, with its ratio to loop (1)'s (and the profile, if one ran)."""
+    rows = []
+    base = outcomes[LOOP_ROWS].cpu_per_event if LOOP_ROWS in outcomes else 0.0
+    for variant in variants:
+        out = outcomes[variant.label]
+        if not out.cpu_per_event:
+            continue
+        notes = "CPU seconds of its processes between t0 and t1 / events; relay " + (
+            "on" if variant.relay else "off"
+        )
+        if out.profile:
+            notes += "; sampled by py-spy (its overhead included); most on top of the stack: " + ", ".join(
+                out.profile
+            )
+        row = Measurement(BENCH, variant.label, "CPU per event", out.cpu_per_event * 1e6, "µs", notes=notes)
+        if base and variant.label != LOOP_ROWS:
+            row = replace(row, ratio_to=LOOP_ROWS, ratio=out.cpu_per_event / base)
+        rows.append(row)
+    return rows
+
+
+def top_frames(collapsed: str, n: int = 8) -> list[str]:
+    """The ``n`` functions most often on top of the stack in py-spy's collapsed stacks (``raw``
+    format: ``frame;frame;… count`` per line), as ``"share% function"``."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, number = line.rstrip().rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1].strip()
+        counts[leaf] = counts.get(leaf, 0) + int(number)
+        total += int(number)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:n]
+    return [f"{100 * c / total:.0f}% {frame}" for frame, c in ranked]
+
+
+def _start_profiler(pid: int, output: Path, log: Path) -> subprocess.Popen[bytes] | None:
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print(
+            "  VIGIL_BENCH_PROFILE=1 but py-spy is not installed (pip install py-spy): no profile", flush=True
+        )
+        return None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    """py-spy writes its file when interrupted."""
+    if profiler.poll() is None:
+        profiler.send_signal(signal.SIGINT)
+    try:
+        profiler.wait(60)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
 
 
 def _verdict(ratio: float, target: float) -> str:

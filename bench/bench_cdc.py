@@ -24,7 +24,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from psycopg import sql
 
-from bench.common import BenchContext, Measurement
+from bench.common import BenchContext, Measurement, percentile
 from connectors.config import derive_connector, load_connector_file
 from connectors.connect_client import ConnectClient
 from connectors.database import drop_replication_slot, ensure_heartbeat_table
@@ -37,11 +37,6 @@ VARIANT = "kafka connect + debezium → kafka"
 BULK = "bulk insert throughput"
 VIGIL = Path(sys.executable).parent / "vigil"
 PACKAGED = Path(__file__).resolve().parents[1] / "connectors" / "demo.json"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class _Reader(threading.Thread):
@@ -177,11 +172,11 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
             BENCH,
             VARIANT,
             "latency p50 @ steady",
-            _percentile(latencies, 0.50),
+            percentile(latencies, 0.50),
             "ms",
             notes=f"{achieved:,.0f} rows/s for {seconds:.0f}s; clock_timestamp() → consumer, same machine",
         ),
-        Measurement(BENCH, VARIANT, "latency p99 @ steady", _percentile(latencies, 0.99), "ms"),
+        Measurement(BENCH, VARIANT, "latency p99 @ steady", percentile(latencies, 0.99), "ms"),
     ]
 
 

@@ -1,0 +1,330 @@
+"""Latency: a row committed in Postgres → an agent's side effect of it committed (CDC vs polling).
+
+Each variant gets a fresh database with a source table and a sink table. The bench inserts rows
+into the source at a steady 1,000 rows/s (``VIGIL_BENCH_LATENCY_RATE``; 10 ms ticks) for
+20 s x scale (at least 5 s), after a warm-up of 200 rows that must have gone all the way through.
+For every source row the variant writes one sink row with the same id, and the latency of a row is
+``sink committed_at - source committed_at``, both Postgres timestamps of the same server:
+
+- the source row's ``committed_at`` is ``clock_timestamp()`` when it is inserted, by a single
+  autocommit ``INSERT`` of the tick's rows (its commit follows within microseconds);
+- the sink row's is set by a deferred constraint trigger (``INITIALLY DEFERRED``, so it runs at
+  ``COMMIT``) to ``clock_timestamp()``: the time of the side effect's commit, not of its ``INSERT``
+  (``track_commit_timestamp`` would need a restart of the shared cluster).
+
+Variants, one after the other:
+
+- ``vigil, poll.interval.ms=10``: the packaged connector (a copy of ``connectors/demo.json`` for the
+  source table, ``snapshot.mode=no_data``) in the embedded Kafka Connect, then ``vigil worker -A
+  bench.agentmods.sink``: an agent whose side effect is one outbox row per inserted row
+  (``ctx.emit``, written set-based by the unit of work); a deferred trigger the bench puts on
+  ``vigil.outbox`` copies the row's id into the sink table at that commit;
+- ``vigil, Debezium default poll.interval.ms``: the same without the connector's ``poll.interval.ms``
+  (Debezium's default, 500 ms);
+- ``polling every 1 s``: :mod:`bench.peers.poll_table`, a process that selects the new source rows
+  every second and inserts the same sink rows: no Kafka, no Debezium;
+- ``vigil, ctx.session row, poll.interval.ms=10`` (only with ``VIGIL_BENCH_VARIANTS=session``): the
+  first variant with the agent writing the sink row itself through ``ctx.session``.
+
+``VIGIL_BENCH_VARIANTS`` (slugs ``fast``, ``default``, ``poll``, ``session``, comma-separated)
+picks variants.
+
+Target (issue #14): Vigil's p99 at 1,000 rows/s ≤ 100 ms (aim ≤ 50 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench import procs
+from bench.common import BenchContext, Measurement, percentile
+from connectors.config import ConnectorSpec, derive_connector, load_connector_file
+from connectors.connect_client import ConnectClient
+from connectors.database import drop_replication_slot, ensure_heartbeat_table
+from ops.connectors_cli import for_connect
+from streams.catalog import TopicSpec
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+BENCH = "latency"
+PACKAGED = Path(__file__).resolve().parents[1] / "connectors" / "demo.json"
+TICK_S = 0.010
+WARMUP_ROWS = 200
+
+VIGIL_FAST = "vigil, poll.interval.ms=10"
+VIGIL_SESSION = "vigil, ctx.session row, poll.interval.ms=10"
+VIGIL_DEFAULT = "vigil, Debezium default poll.interval.ms"
+POLLING = "polling every 1 s"
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    slug: str
+    #: ``poll.interval.ms`` for the connector; None: Debezium's default; no connector when ``polling``.
+    poll_interval_ms: str | None = None
+    polling: bool = False
+    #: How the agent writes its row (:mod:`bench.agentmods.sink`): ``emit`` or ``session``.
+    mode: str = "emit"
+
+
+VARIANTS = (
+    Variant(VIGIL_FAST, "fast", poll_interval_ms="10"),
+    Variant(VIGIL_DEFAULT, "default"),
+    Variant(POLLING, "poll", polling=True),
+    Variant(VIGIL_SESSION, "session", poll_interval_ms="10", mode="session"),
+)
+#: Run only when named in ``VIGIL_BENCH_VARIANTS``: at ≈50-100 events/s it cannot keep up with
+#: 1,000 rows/s, and draining its backlog would take most of the suite's time.
+OPT_IN = frozenset({"session"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    latencies_ms: list[float]
+    rate: float
+    seconds: float
+    #: CPU seconds of the agent's process (worker or poller) from the first steady row to the last sunk.
+    cpu_s: float = 0.0
+
+
+def run(ctx: BenchContext) -> list[Measurement]:
+    settings = ctx.settings()
+    if settings.connect_url is None:
+        raise RuntimeError("the latency bench needs Kafka Connect: `vigil services up` or VIGIL_CONNECT_URL")
+    rate = float(os.environ.get("VIGIL_BENCH_LATENCY_RATE", "1000"))
+    seconds = max(5.0, 20.0 * ctx.scale)
+    tag = "bl" + uuid.uuid4().hex[:8]
+    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-latency-"))
+    logdir.chmod(0o755)
+    outcomes: dict[str, Outcome] = {}
+    wanted = {v.strip() for v in os.environ.get("VIGIL_BENCH_VARIANTS", "").split(",") if v.strip()}
+    for variant in (v for v in VARIANTS if v.slug in wanted or (not wanted and v.slug not in OPT_IN)):
+        print(f"  {variant.label}: {rate:,.0f} rows/s for {seconds:.0f}s …", flush=True)
+        out = _run_variant(settings, variant, f"{tag}_{variant.slug}", rate, seconds, logdir)
+        outcomes[variant.label] = out
+        print(
+            f"  {variant.label}: p50 {percentile(out.latencies_ms, 0.5):,.1f} ms, "
+            f"p99 {percentile(out.latencies_ms, 0.99):,.1f} ms",
+            flush=True,
+        )
+    return latency_rows(outcomes)
+
+
+def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
+    """p50, p99 and max per variant; the Vigil variants' with their ratio to the polling peer."""
+    rows: list[Measurement] = []
+    for label, out in outcomes.items():
+        for metric, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+            value = percentile(out.latencies_ms, q)
+            row = Measurement(BENCH, label, f"commit → side effect {metric}", value, "ms")
+            peer = outcomes.get(POLLING)
+            if label != POLLING and peer is not None:
+                base = percentile(peer.latencies_ms, q)
+                row = replace(row, ratio_to=POLLING, ratio=value / base if base else None)
+            if metric == "p50":
+                row = replace(
+                    row,
+                    notes=f"{len(out.latencies_ms):,} rows at {out.rate:,.0f} rows/s for {out.seconds:.0f}s; "
+                    f"its process's CPU {out.cpu_s * 1e6 / max(1, len(out.latencies_ms)):,.0f} µs per row; "
+                    "Postgres clock_timestamp() of both commits",
+                )
+            rows.append(row)
+    return rows
+
+
+# -- one variant ----------------------------------------------------------------------------
+
+
+def _run_variant(
+    settings: Settings, variant: Variant, name: str, rate: float, seconds: float, logdir: Path
+) -> Outcome:
+    source, sink = f"{name}_src", f"{name}_sink"
+    db_url = procs.fresh_database(settings, name)
+    spec: ConnectorSpec | None = None
+    client = ConnectClient(settings.connect_url or "")
+    proc: subprocess.Popen[bytes] | None = None
+    log = logdir / f"{variant.slug}.log"
+    try:
+        _create_tables(db_url, source, sink)
+        if variant.polling:
+            argv = [sys.executable, "-m", "bench.peers.poll_table", "--database-url", db_url]
+            argv += ["--source", source, "--sink", sink]
+            proc = procs.spawn(argv, procs.worker_env(settings, home=logdir, db_url=db_url, app_id=name), log)
+        else:
+            spec = _connector(name, source, variant.poll_interval_ms)
+            if spec.heartbeat_table:
+                ensure_heartbeat_table(db_url, spec.heartbeat_table)
+            topic = f"{spec.topic_prefix}.public.{source}"
+            ensure_topics(settings, [TopicSpec(topic, "bench_latency source", 1)])
+            client.put_config(for_connect(spec, db_url))
+            _wait_slot(db_url, spec.slot_name)
+            env = procs.worker_env(
+                settings,
+                home=logdir,
+                db_url=db_url,
+                app_id=name,
+                extra={
+                    "VIGIL_BENCH_TOPIC": topic,
+                    "VIGIL_BENCH_AGENT": f"bench-latency-{variant.slug}",
+                    "VIGIL_BENCH_SINK": sink,
+                    "VIGIL_BENCH_SINK_MODE": variant.mode,
+                    "VIGIL_HTTP_PORT": str(procs.free_port()),
+                },
+            )
+            proc = procs.spawn_worker("bench.agentmods.sink", env, log)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            _insert(conn, source, 1, WARMUP_ROWS)
+            _wait_sunk(conn, sink, WARMUP_ROWS, proc, log, variant.label, timeout=240)
+            first = WARMUP_ROWS + 1
+            cpu0 = procs.cpu_seconds(proc.pid)
+            last, achieved = _steady(conn, source, first, rate, seconds)
+            _wait_sunk(conn, sink, last, proc, log, variant.label, timeout=120 + 10 * seconds)
+            cpu = procs.cpu_seconds(proc.pid) - cpu0
+            latencies = [
+                float(row[0])
+                for row in conn.execute(
+                    sql.SQL(
+                        "SELECT extract(epoch FROM k.committed_at - s.committed_at) * 1000 "
+                        "FROM public.{} s JOIN public.{} k USING (id) WHERE s.id >= %s"
+                    ).format(sql.Identifier(source), sql.Identifier(sink)),
+                    (first,),
+                ).fetchall()
+            ]
+        return Outcome(latencies, achieved, seconds, cpu)
+    finally:
+        if proc is not None:
+            procs.stop(proc)
+        if spec is not None:
+            client.delete(spec.name)
+            drop_replication_slot(db_url, spec.slot_name)
+        client.close()
+        procs.drop_database(settings, name)
+
+
+def _connector(name: str, source: str, poll_interval_ms: str | None) -> ConnectorSpec:
+    template = load_connector_file(PACKAGED)[0]
+    spec = derive_connector(template, f"{name}-cdc", [f"public.{source}"])
+    config = {k: v for k, v in spec.config.items() if k != "poll.interval.ms"}
+    config["snapshot.mode"] = "no_data"
+    if poll_interval_ms is not None:
+        config["poll.interval.ms"] = poll_interval_ms
+    return ConnectorSpec(spec.name, config, spec.source)
+
+
+def _create_tables(url: str, source: str, sink: str) -> None:
+    stamp = f"{sink}_stamp"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE public.{} (id bigint PRIMARY KEY, "
+                "committed_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            ).format(sql.Identifier(source))
+        )
+        conn.execute(
+            sql.SQL("CREATE TABLE public.{} (id bigint PRIMARY KEY, committed_at timestamptz)").format(
+                sql.Identifier(sink)
+            )
+        )
+        # Both triggers run at COMMIT (deferred), so the stamp is the side effect's commit time.
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION public.{}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "UPDATE public.{} SET committed_at = clock_timestamp() WHERE id = NEW.id; RETURN NULL; END $$"
+            ).format(sql.Identifier(stamp), sql.Identifier(sink))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE CONSTRAINT TRIGGER {} AFTER INSERT ON public.{} DEFERRABLE INITIALLY DEFERRED "
+                "FOR EACH ROW WHEN (NEW.committed_at IS NULL) EXECUTE FUNCTION public.{}()"
+            ).format(sql.Identifier(stamp), sql.Identifier(sink), sql.Identifier(stamp))
+        )
+        # An outbox row of the agent (``emit`` mode) becomes a stamped sink row at its commit.
+        copy = f"{sink}_copy"
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION public.{}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "INSERT INTO public.{} (id, committed_at) VALUES ((NEW.payload->>'id')::bigint, clock_timestamp()) "
+                "ON CONFLICT DO NOTHING; RETURN NULL; END $$"
+            ).format(sql.Identifier(copy), sql.Identifier(sink))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE CONSTRAINT TRIGGER {} AFTER INSERT ON vigil.outbox DEFERRABLE INITIALLY DEFERRED "
+                "FOR EACH ROW EXECUTE FUNCTION public.{}()"
+            ).format(sql.Identifier(copy), sql.Identifier(copy))
+        )
+
+
+def _insert(conn: psycopg.Connection[tuple[object, ...]], source: str, first: int, count: int) -> None:
+    conn.execute(
+        sql.SQL("INSERT INTO public.{} (id) SELECT generate_series(%s::bigint, %s::bigint)").format(
+            sql.Identifier(source)
+        ),
+        (first, first + count - 1),
+    )
+
+
+def _steady(
+    conn: psycopg.Connection[tuple[object, ...]], source: str, first: int, rate: float, seconds: float
+) -> tuple[int, float]:
+    """Insert ``rate`` rows/s in 10 ms ticks for ``seconds``; return the last id and the rate achieved."""
+    per_tick = max(1, round(rate * TICK_S))
+    next_id = first
+    started = tick = time.perf_counter()
+    end = tick + seconds
+    while tick < end:
+        _insert(conn, source, next_id, per_tick)
+        next_id += per_tick
+        tick += TICK_S
+        delay = tick - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    return next_id - 1, (next_id - first) / max(time.perf_counter() - started, 1e-9)
+
+
+def _wait_sunk(
+    conn: psycopg.Connection[tuple[object, ...]],
+    sink: str,
+    count: int,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    label: str,
+    timeout: float,
+) -> None:
+    query = sql.SQL("SELECT count(*) FROM public.{} WHERE committed_at IS NOT NULL").format(
+        sql.Identifier(sink)
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(query).fetchone()
+        done = int(row[0]) if row else 0
+        if done >= count:
+            return
+        procs.check_alive(proc, log, label)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{label}: {done}/{count} sink rows after {timeout:.0f}s:\n{procs.tail(log)}")
+        time.sleep(0.2)
+
+
+def _wait_slot(url: str, slot: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is not None and row[0]:
+                return
+            time.sleep(0.3)
+    raise RuntimeError(f"replication slot {slot} never became active")

@@ -1,0 +1,222 @@
+"""What the benchmarks that run workers share: throwaway databases, worker processes, ``/proc`` readings.
+
+Every benchmark creates its own databases (dropped again in a ``finally``) and starts its workers as
+OS processes (stopped with SIGTERM, killed after 30 s), so a run leaves nothing behind but its
+topics on the broker and its logs under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from ops import migrations
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+VIGIL = Path(sys.executable).parent / "vigil"
+
+
+def admin_url(settings: Settings) -> str:
+    return settings.require_database_url().rsplit("/", 1)[0] + "/postgres"
+
+
+def fresh_database(settings: Settings, name: str, *, migrate: bool = True) -> str:
+    """Create database ``name`` (migrated to Vigil's head unless told not to); return its URL."""
+    with psycopg.connect(admin_url(settings), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = settings.require_database_url().rsplit("/", 1)[0] + f"/{name}"
+    if migrate:
+        migrations.upgrade(url)
+    return url
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    with psycopg.connect(admin_url(settings), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+#: When this process (the bench run) started: workers read the ledger only from a little before.
+RUN_STARTED = time.time()
+LEDGER_MARGIN_S = 300.0
+
+
+def ledger_window() -> dict[str, str]:
+    """``VIGIL_PROCESSED_RETENTION_DAYS`` for a worker of this run: its ledger reader starts at the
+    records of this run (less a margin) instead of a week of earlier runs' records, which are of
+    other (dropped) databases and would only be read and skipped. Rows are pruned only when older
+    than the window, so nothing this run wrote is pruned while it runs."""
+    seconds = time.time() - RUN_STARTED + LEDGER_MARGIN_S
+    return {"VIGIL_PROCESSED_RETENTION_DAYS": f"{seconds / 86400:.6f}"}
+
+
+def free_port() -> int:
+    """A TCP port free right now on the loopback (each worker's /metrics gets its own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_env(
+    settings: Settings, *, home: Path, db_url: str, app_id: str, extra: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """The environment of a ``vigil worker`` on the bench's stack: no ``VIGIL_*`` of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(
+        {
+            "VIGIL_HOME": str(home),
+            "VIGIL_DATABASE_URL": db_url,
+            "VIGIL_KAFKA_BOOTSTRAP": settings.require_bootstrap(),
+            "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "VIGIL_APP_ID": app_id,
+            "VIGIL_OUTBOX_RELAY": "false",
+            "VIGIL_BUILTIN_AGENTS": "false",
+            **ledger_window(),
+            **extra,
+        }
+    )
+    return env
+
+
+def spawn(argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def spawn_worker(module: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return spawn([str(VIGIL), "worker", "-A", module], env, log)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def check_alive(proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what}: process exited ({proc.returncode}):\n{tail(log)}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux ``/proc``); 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a live process (``VmRSS`` in ``/proc/<pid>/status``); 0 when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
+
+
+def metric_value(exposition: str, name: str, labels: Mapping[str, str]) -> float | None:
+    """One sample of a Prometheus text exposition: ``name{labels…}`` (all of ``labels`` must match)."""
+    for line in exposition.splitlines():
+        match = _SAMPLE.match(line.strip())
+        if match is None or match["name"] != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match["labels"]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match["value"])
+    return None
+
+
+def consumed(port: int, agent: str, client: httpx.Client) -> int:
+    """Events ``agent`` took from Kafka so far, from its worker's ``/metrics`` (0 before it serves)."""
+    try:
+        text = client.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0
+    value = metric_value(text, "vigil_events_consumed_total", {"agent": agent})
+    return int(value or 0)
+
+
+def wait_until(done: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not done after {timeout:.0f}s")
+        time.sleep(poll)
+
+
+@dataclass
+class Rate:
+    """Events/s of a run measured from outside: from the first poll that sees progress (t0) to the
+    first that sees all ``n`` (t1), so process start and group join are left out (``startup``)."""
+
+    rate: float
+    startup: float
+    counted: int
+    seconds: float
+    #: CPU seconds the processes spent between t0 and t1, per event counted (0 when unknown).
+    cpu_per_event: float = 0.0
+
+
+def measure_rate(
+    label: str,
+    count: Callable[[], int],
+    n: int,
+    workers: Sequence[tuple[subprocess.Popen[bytes], Path]],
+    timeout: float,
+    poll: float = 0.2,
+) -> Rate:
+    spawned = time.monotonic()
+    t0: float | None = None
+    c0 = 0
+    cpu0 = 0.0
+    last_print = spawned
+    while True:
+        now = time.monotonic()
+        done = count()
+        if t0 is None and done > 0:
+            t0, c0 = now, done
+            cpu0 = sum(cpu_seconds(p.pid) for p, _ in workers)
+        if done >= n and t0 is not None:
+            if now <= t0 or done == c0:
+                raise RuntimeError(f"{label}: all {n} events in one poll; raise --scale to measure")
+            cpu = sum(cpu_seconds(p.pid) for p, _ in workers) - cpu0
+            return Rate((n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu / (n - c0))
+        for proc, log in workers:
+            check_alive(proc, log, f"{label} at {done}/{n}")
+        if now - spawned > timeout:
+            tails = "\n".join(tail(log) for _, log in workers)
+            raise RuntimeError(f"{label}: only {done}/{n} after {timeout:.0f}s:\n{tails}")
+        if now - last_print > 30:
+            print(f"    {label}: {done:,}/{n:,}", flush=True)
+            last_print = now
+        time.sleep(max(0.0, poll - (time.monotonic() - now)))

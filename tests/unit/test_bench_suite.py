@@ -1,0 +1,262 @@
+"""The benchmark suite's pure parts: percentiles, target verdicts, the table's lines and the JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import bench_agents, bench_cdc, bench_dedup, bench_latency, bench_memory
+from bench.common import Measurement, payload, percentile, table_lines
+from bench.procs import Rate, metric_value
+from bench.targets import MET_AIM, MET_FLOOR, MISSED, NO_PEER, NOT_RUN, TARGETS, Target, evaluate, verdict
+
+pytestmark = pytest.mark.timeout(10)
+
+FASTER = Target("faster", "b", "v", "events/s", "ratio", True, 2.5, 3.0, "x")
+SMALLER = Target("smaller", "b", "v", "latency", "value", False, 100.0, 50.0, "ms")
+
+
+# -- percentiles ------------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1 … 100
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile(list(reversed(values)), 0.5) == 50.0
+
+
+def test_percentile_of_few_values_is_a_value_that_occurred() -> None:
+    assert percentile([7.0], 0.99) == 7.0
+    assert percentile([1.0, 2.0], 0.5) == 1.0
+    assert percentile([1.0, 2.0], 0.99) == 2.0
+    assert percentile([3.0, 1.0, 2.0], 0.01) == 1.0
+
+
+@pytest.mark.parametrize("q", [0.0, -0.1, 1.5])
+def test_percentile_refuses_a_quantile_outside_0_1(q: float) -> None:
+    with pytest.raises(ValueError):
+        percentile([1.0], q)
+
+
+def test_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+
+
+# -- verdicts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("judged", "expected"),
+    [(3.2, MET_AIM), (3.0, MET_AIM), (2.7, MET_FLOOR), (2.5, MET_FLOOR), (2.49, MISSED), (None, NOT_RUN)],
+)
+def test_verdict_when_higher_is_better(judged: float | None, expected: str) -> None:
+    assert verdict(judged, FASTER) == expected
+
+
+@pytest.mark.parametrize(
+    ("judged", "expected"),
+    [(12.0, MET_AIM), (50.0, MET_AIM), (99.0, MET_FLOOR), (100.0, MET_FLOOR), (810.0, MISSED)],
+)
+def test_verdict_when_lower_is_better(judged: float, expected: str) -> None:
+    assert verdict(judged, SMALLER) == expected
+
+
+def test_a_target_without_an_aim_is_met_at_its_floor() -> None:
+    relay = Target("relay", "b", "v", "relay cost", "value", False, 10.0, None, "%")
+    assert verdict(4.0, relay) == MET_FLOOR
+    assert verdict(23.0, relay) == MISSED
+
+
+def test_evaluate_judges_the_ratio_or_the_value_of_the_matching_row() -> None:
+    rows = [
+        Measurement("b", "v", "events/s", 7800.0, "events/s", ratio_to="loop (1)", ratio=1.47),
+        Measurement("b", "v", "latency", 42.0, "ms"),
+        Measurement("b", "other", "latency", 900.0, "ms"),
+    ]
+    faster, smaller = evaluate(rows, [FASTER, SMALLER])
+    assert (faster.judged, faster.value, faster.ratio_to, faster.verdict) == (
+        1.47,
+        7800.0,
+        "loop (1)",
+        MISSED,
+    )
+    assert (smaller.judged, smaller.verdict) == (42.0, MET_AIM)
+
+
+def test_evaluate_says_when_a_target_was_not_run_or_had_no_peer() -> None:
+    no_ratio = [Measurement("b", "v", "events/s", 7800.0, "events/s")]
+    assert evaluate(no_ratio, [FASTER])[0].verdict == NO_PEER
+    assert evaluate([], [FASTER, SMALLER])[1].verdict == NOT_RUN
+
+
+def test_every_target_names_a_row_its_benchmark_makes() -> None:
+    """The targets name variants and metrics as strings: they must be the ones the benchmarks write."""
+    made = {
+        ("agents", bench_agents.LOOP_ROWS),
+        *(("agents", v.label) for v in bench_agents.VARIANTS),
+        ("latency", bench_latency.VIGIL_FAST),
+        ("memory", bench_memory.VARIANT),
+        *(("dedup", p.label) for p in bench_dedup.PHASES),
+        ("cdc", bench_cdc.VARIANT),
+    }
+    assert {(t.bench, t.variant) for t in TARGETS} <= made
+    assert len(TARGETS) == 8
+
+
+# -- the table and the JSON -------------------------------------------------------------------
+
+
+def test_table_lines_put_the_targets_first_with_floor_aim_and_verdict() -> None:
+    rows = [Measurement("b", "v", "latency", 42.0, "ms", ratio_to="polling", ratio=0.04, notes="n")]
+    targets, measurements = table_lines(rows, evaluate(rows, [SMALLER]))
+    assert targets == [
+        ("b", "v", "smaller", "42.0 ms", "0.04x polling", "≤ 100 ms", "≤ 50 ms", MET_AIM, "issue's now: ")
+    ]
+    assert measurements == [("b", "v", "latency", "42.0 ms", "0.04x polling", "", "", "", "n")]
+
+
+def test_table_lines_of_a_missing_measurement() -> None:
+    targets, measurements = table_lines([], evaluate([], [FASTER]))
+    assert targets[0][3:8] == ("—", "", "≥ 2.5x", "≥ 3x", NOT_RUN)
+    assert measurements == []
+
+
+def test_payload_is_json_with_when_machine_targets_and_rows() -> None:
+    rows = [Measurement("b", "v", "latency", 42.0, "ms")]
+    data = payload(rows, evaluate(rows, [SMALLER]), when=0.0, machine={"cpus": 2}, scale=0.25)
+    decoded = json.loads(json.dumps(data))
+    assert decoded["when"] == "1970-01-01T00:00:00Z"
+    assert decoded["machine"] == {"cpus": 2}
+    assert decoded["scale"] == 0.25
+    assert decoded["targets"][0]["verdict"] == MET_AIM
+    assert decoded["targets"][0]["floor"] == 100.0
+    assert decoded["results"][0]["value"] == 42.0
+
+
+# -- the benchmarks' own pure parts -------------------------------------------------------------
+
+
+def test_metric_value_reads_one_labelled_sample() -> None:
+    text = "\n".join(
+        [
+            "# HELP vigil_events_consumed_total Events an agent took from Kafka.",
+            "# TYPE vigil_events_consumed_total counter",
+            'vigil_events_consumed_total{agent="a"} 12.0',
+            'vigil_events_consumed_total{agent="bench-dedup"} 1500.0',
+            'vigil_events_consumed_created{agent="bench-dedup"} 1.7e+09',
+        ]
+    )
+    assert metric_value(text, "vigil_events_consumed_total", {"agent": "bench-dedup"}) == 1500.0
+    assert metric_value(text, "vigil_events_consumed_total", {"agent": "nobody"}) is None
+
+
+def test_dedup_phases_reuse_processed_ids_and_make_new_ones_that_never_collide() -> None:
+    n = 10
+    fresh = bench_dedup.phase_ids(n, 0)
+    half = bench_dedup.phase_ids(n, 2)
+    every = bench_dedup.phase_ids(n, 1)
+    assert fresh == list(range(n))
+    assert every == fresh
+    assert sum(1 for i in half if i < n) == n // 2
+    assert len(set(half)) == n
+    assert all(i >= n for i in half if i not in fresh)
+
+
+def test_dedup_rows_judge_the_per_event_cost_against_fresh_events() -> None:
+    rates = {
+        bench_dedup.FRESH: Rate(5000.0, 3.0, 9000, 1.8, 100e-6),
+        "100% duplicates": Rate(20000.0, 3.0, 9000, 0.45, 20e-6),
+    }
+    rows = bench_dedup.dedup_rows(rates, 10_000)
+    cost = next(r for r in rows if r.variant == "100% duplicates" and r.metric == "per-event cost")
+    assert cost.value == pytest.approx(50.0)
+    assert cost.ratio == pytest.approx(0.25)
+    target = next(t for t in TARGETS if t.bench == "dedup")
+    assert evaluate(rows, [target])[0].verdict == MET_AIM
+
+
+def test_memory_rows_report_growth_in_mb_and_scaled_to_the_targets_900k_events() -> None:
+    mb = 1024 * 1024
+    rows = bench_memory.memory_rows(10_000, 100_000, 200 * mb, 230 * mb)
+    growth = next(r for r in rows if r.metric == "RSS growth")
+    assert growth.value == pytest.approx(30.0)
+    scaled = next(r for r in rows if r.metric == "RSS growth per 900k events")
+    assert scaled.value == pytest.approx(300.0)  # 30 MB over 90k events
+    target = next(t for t in TARGETS if t.bench == "memory")
+    assert evaluate(rows, [target])[0].verdict == MISSED
+    at_scale_1 = bench_memory.memory_rows(100_000, 1_000_000, 200 * mb, 230 * mb)
+    assert evaluate(at_scale_1, [target])[0].verdict == MET_FLOOR
+
+
+def test_latency_rows_give_p50_p99_max_and_the_ratio_to_polling() -> None:
+    fast = bench_latency.Outcome([float(v) for v in range(1, 101)], 1000.0, 5.0)
+    polling = bench_latency.Outcome([1000.0] * 100, 1000.0, 5.0)
+    rows = bench_latency.latency_rows({bench_latency.VIGIL_FAST: fast, bench_latency.POLLING: polling})
+    p99 = next(r for r in rows if r.variant == bench_latency.VIGIL_FAST and r.metric.endswith("p99"))
+    assert (p99.value, p99.ratio) == (99.0, pytest.approx(0.099))
+    assert [r.metric.rsplit(" ", 1)[1] for r in rows] == ["p50", "p99", "max"] * 2
+
+
+def test_top_frames_ranks_the_functions_on_top_of_the_stack() -> None:
+    collapsed = "\n".join(
+        [
+            "main (w.py:1);run (w.py:9);loads (json/__init__.py:346) 30",
+            "main (w.py:1);run (w.py:9);execute (psycopg/cursor.py:700) 50",
+            "main (w.py:1);idle (w.py:3);loads (json/__init__.py:346) 20",
+            "not a sample line",
+        ]
+    )
+    assert bench_agents.top_frames(collapsed, 2) == [
+        "50% execute (psycopg/cursor.py:700)",
+        "50% loads (json/__init__.py:346)",
+    ]
+    assert bench_agents.top_frames("") == []
+
+
+def test_agents_rows_give_relay_cost_cpu_per_event_and_the_ratios_to_both_loops() -> None:
+    outcomes = {
+        bench_agents.LOOP_ROWS: bench_agents.Outcome(5000.0, 2.0, 9000, 1.8, cpu_per_event=150e-6),
+        bench_agents.LOOP_SET: bench_agents.Outcome(40000.0, 2.0, 9000, 0.2, cpu_per_event=20e-6),
+        bench_agents.VIGIL_1: bench_agents.Outcome(10000.0, 5.0, 9000, 0.9, cpu_per_event=100e-6),
+        bench_agents.RELAY_ON: bench_agents.Outcome(8000.0, 5.0, 9000, 1.1, cpu_per_event=120e-6),
+    }
+    rows = bench_agents._rows(outcomes, 10_000, 150.0, (1.0, 1.0, 1.0))
+    by = {(r.variant, r.metric): r for r in rows}
+    assert by[(bench_agents.VIGIL_1, "events/s")].ratio == pytest.approx(2.0)
+    assert by[(bench_agents.VIGIL_1, "events/s vs (2)")].ratio == pytest.approx(0.25)
+    assert by[(bench_agents.VIGIL_1, "CPU per event")].value == pytest.approx(100.0)
+    relay = by[(bench_agents.RELAY_ON, "relay cost")]
+    assert (relay.value, relay.ratio) == (pytest.approx(20.0), pytest.approx(0.8))
+    verdicts = {r.target.measure: r.verdict for r in evaluate(rows) if r.target.bench == "agents"}
+    assert verdicts == {
+        "Vigil 1 process vs per-row loop (1)": MISSED,
+        "Vigil 1 process vs set-based loop (2)": MISSED,
+        "Vigil CPU per event (relay off)": MISSED,
+        "in-worker relay's cost on worker throughput": MISSED,
+    }
+
+
+def test_markdown_of_a_run_has_the_header_the_targets_and_the_rows() -> None:
+    from bench.markdown import markdown
+
+    rows = [Measurement("b", "v", "latency", 42.0, "ms", ratio_to="polling", ratio=0.04, notes="a | b")]
+    data = payload(
+        rows,
+        evaluate(rows, [SMALLER]),
+        when=0.0,
+        machine={"cpus": 2, "cpu_model": "X", "python": "3.11", "load_avg": [9.5, 1, 1]},
+        scale=0.25,
+        benchmarks=["latency"],
+        seconds=60,
+        failed={"cdc": "RuntimeError: no Connect\ntraceback"},
+    )
+    text = markdown(json.loads(json.dumps(data)))
+    lines = text.splitlines()
+    assert lines[0].startswith("`python -m bench --scale 0.25` (latency), 1970-01-01T00:00:00Z, 60 s; 2 x X")
+    assert "| smaller | 42.0 ms | 0.04x polling | ≤ 100 ms | ≤ 50 ms | **met (aim)** |  |" in lines
+    assert "| b | v | latency | 42.0 ms | 0.04x polling | a \\| b |" in lines
+    assert lines[-1] == "- `cdc` failed: RuntimeError: no Connect"
