@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from ops.inspect import topic_infos
 from ops.services import stack as stack_mod
+from ops.services.procs import free_port
 from streams.catalog import OUTBOX_PREFIX
 from streams.demo_script import METRIC_LABELS, METRIC_NAME, METRIC_SOURCE, SUMMARY_ROWS, percentile
 from streams.drift_events import fingerprint
@@ -65,6 +66,7 @@ def test_vigil_up_demo_tells_the_whole_story_and_its_summary_adds_up(throwaway_h
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env["VIGIL_HOME"] = str(throwaway_home)
     env["COLUMNS"] = "200"
+    env["VIGIL_HTTP_PORT"] = str(free_port())  # test processes run side by side: never the default
     done = subprocess.run(
         [VIGIL, "up", "--demo", "--short"], env=env, capture_output=True, text=True, timeout=400, check=False
     )
