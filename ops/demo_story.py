@@ -14,8 +14,9 @@ agents of :mod:`agents.demo`) and a file sink, then hands over to :func:`run_sto
    twice) and a dry run of a deliberate rerun (what would happen, nothing written);
 6. a summary counted from Postgres and Kafka (also written to ``$VIGIL_HOME/demo/summary.json``).
 
-Each step is a small function; the pure parts (sizes, the metric, percentiles, the summary's rows)
-are in :mod:`streams.demo_script`.
+Each step is a small function: steps 1, 3, 4 and 5 here, step 2 in :mod:`ops.demo_drift`, the summary in
+:mod:`ops.demo_summary`, what they share in :mod:`ops.demo_context`; the pure parts (sizes, the
+metric, percentiles, the summary's rows) are in :mod:`streams.demo_script`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
-from rich.markup import escape
 from sqlalchemy import text
 
 import agents.demo as demo_agents
@@ -42,95 +41,22 @@ from agents import heartbeats
 from agents.db import as_engine
 from agents.demo import TICKER
 from agents.replay_run import AgentReport
-from ops.inspect import group_infos
+from ops.demo_context import Story, payload_of, sink_lines
+from ops.demo_drift import step_drift
+from ops.demo_summary import ORDER_AGENT, ORDERS_TOPIC, step_summary
 from ops.output import print_table
-from ops.replay import ReplayRequest, make_plan, read_range, replay
-from ops.review import decide
+from ops.replay import ReplayRequest, replay
 from ops.schedules import add as add_schedule
 from ops.schedules import remove as remove_schedule
 from ops.supervisor import Supervisor
-from schemas.errors import ConfigurationError, VigilError
-from streams.catalog import DRIFT_CRITICAL, DRIFT_EVENTS, DRIFT_WARNING, OUTBOX_PREFIX, TICKS, outbox_topic
 from streams.demo_script import (
-    METRIC_LABELS,
-    METRIC_NAME,
-    METRIC_SOURCE,
-    POLICY_TOML,
-    REMEDIATION_TOPIC,
     Script,
     SummaryRow,
     empty_rows,
-    metric_series,
-    percentile,
-    summary_rows,
 )
-from streams.drift_detect import Detection, WindowedDetector
-from streams.drift_events import BaselineStats, drift_record, fingerprint
-from streams.drift_policy import parse_policy
-from streams.drift_publish import DriftPublisher
-from streams.kafka import client_config, make_admin, make_consumer
+from streams.kafka import client_config
 from streams.settings import Settings
 from streams.watch import ABSENCE, alert_fingerprint, alert_key
-
-ORDERS_TOPIC = "cdc.public.orders"
-PAYMENTS_TOPIC = "cdc.public.payments"
-METRICS_TOPIC = "cdc.public.metrics"
-ORDER_AGENT = "order-watch"
-#: Longest wait of any one step before the demo gives up (naming the logs).
-STEP_TIMEOUT_S = 120.0
-
-T = TypeVar("T")
-
-
-@dataclass
-class Story:
-    """What the steps share: the running pipeline, the script, and what earlier steps found."""
-
-    settings: Settings
-    console: Console
-    supervisor: Supervisor
-    stop: threading.Event
-    sink_file: Path
-    script: Script
-    batch: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    #: The database's clock when the story began: everything counted in the summary is newer.
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def database_url(self) -> str:
-        return self.settings.require_database_url()
-
-    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.database_url) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    def scalar(self, sql: str, *params: object) -> Any:
-        rows = self.query(sql, *params)
-        return rows[0][0] if rows else None
-
-    def say(self, text: str) -> None:
-        self.console.print(text)
-
-    def wait_for(
-        self, what: str, check: Callable[[], T | None], *, timeout: float = STEP_TIMEOUT_S, every: float = 0.5
-    ) -> T:
-        """Poll ``check`` until it returns something (not None or False); stop the demo after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not self.stop.is_set():
-            for message in self.supervisor.poll():
-                self.say(f"[yellow]{escape(message)}[/]")
-            found = check()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                break
-            self.stop.wait(every)
-        if self.stop.is_set():
-            raise SystemExit("demo interrupted")
-        raise SystemExit(
-            f"demo stopped: no {what} after {timeout:.0f} s; see the logs in {self.supervisor.logdir}"
-        )
 
 
 def run_story(
@@ -219,26 +145,6 @@ def make_order_changes(database_url: str, batch: str, script: Script) -> list[in
     return ids
 
 
-def sink_lines(sink_file: Path, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    """The file sink's lines that ``match``."""
-    if not sink_file.exists():
-        return []
-    found = []
-    for line in sink_file.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and match(entry):
-            found.append(entry)
-    return found
-
-
-def _payload(entry: dict[str, Any]) -> dict[str, Any]:
-    payload = entry.get("payload")
-    return payload if isinstance(payload, dict) else {}
-
-
 def step_orders(story: Story) -> None:
     script = story.script
     story.facts["orders_since"] = story.scalar("SELECT now()")
@@ -252,7 +158,7 @@ def step_orders(story: Story) -> None:
     )
 
     def delivered() -> list[dict[str, Any]] | None:
-        lines = sink_lines(story.sink_file, lambda e: _payload(e).get("batch") == story.batch)
+        lines = sink_lines(story.sink_file, lambda e: payload_of(e).get("batch") == story.batch)
         return lines if len(lines) >= script.failed else None
 
     lines = story.wait_for(f"{script.failed} notifications in {story.sink_file}", delivered)
@@ -260,138 +166,8 @@ def step_orders(story: Story) -> None:
         story.console,
         f"notifications delivered to {story.sink_file}",
         ["outbox id", "topic", "text"],
-        [[str(e.get("id")), str(e.get("topic")), str(_payload(e).get("text"))] for e in lines],
+        [[str(e.get("id")), str(e.get("topic")), str(payload_of(e).get("text"))] for e in lines],
     )
-
-
-# -- step 2: drift ------------------------------------------------------------------------------
-
-
-@dataclass
-class MetricFeed:
-    """The drifting metric: rows written to ``public.metrics``, read back and scored by the policy's
-    windowed detector; each detection published to ``drift.events``."""
-
-    story: Story
-    labels: dict[str, str]
-    detector: WindowedDetector
-    publisher: DriftPublisher
-    last_id: int = 0
-
-    def write(self, values: Sequence[float]) -> None:
-        with psycopg.connect(self.story.database_url) as conn:
-            conn.execute(
-                "INSERT INTO public.metrics (name, value) SELECT %s, unnest(%s::double precision[])",
-                (METRIC_NAME, list(values)),
-            )
-
-    def detect(self) -> list[Detection]:
-        """Score the rows written since the last call; publish and return what the detector found."""
-        rows = self.story.query(
-            "SELECT id, value, extract(epoch FROM observed_at) FROM public.metrics "
-            "WHERE name = %s AND id > %s ORDER BY id",
-            METRIC_NAME,
-            self.last_id,
-        )
-        found = []
-        for row_id, value, at in rows:
-            self.last_id = row_id
-            detection = self.detector.observe(float(value), float(at))
-            if detection is None:
-                continue
-            record = drift_record(
-                source=METRIC_SOURCE,
-                metric=METRIC_NAME,
-                value=detection.value,
-                severity=detection.severity,
-                labels=self.labels,
-                observed_at=datetime.fromtimestamp(detection.observed_at, UTC),
-                statistic=detection.statistic,
-                score=detection.score,
-                baseline=BaselineStats(**detection.baseline.__dict__),
-            )
-            (event_id,) = self.publisher.publish_records([record])
-            self.story.say(
-                f"  detector: [bold]{detection.severity}[/] {detection.statistic}={detection.score:.2f} "
-                f"(window mean {detection.value:.1f}) → drift.events {escape(event_id)}"
-            )
-            found.append(detection)
-        return found
-
-
-def step_drift(story: Story) -> None:
-    script = story.script
-    labels = {**METRIC_LABELS, "run": story.batch}
-    fp = fingerprint(METRIC_SOURCE, METRIC_NAME, labels)
-    story.facts["drift_fingerprint"] = fp
-    rule = parse_policy(POLICY_TOML).rule_for(METRIC_SOURCE, METRIC_NAME)
-    series = metric_series(script)
-    feed = MetricFeed(story, labels, WindowedDetector(rule), DriftPublisher(story.settings))
-    feed.last_id = story.scalar("SELECT coalesce(max(id), 0) FROM public.metrics")
-    try:
-        feed.write(series.baseline)
-        feed.detect()
-        story.say(
-            f"public.metrics: {len(series.baseline)} values of {METRIC_NAME} {labels} as the baseline; "
-            f"the detector scores windows of {rule.window} ({rule.statistic}: warning ≥ "
-            f"{rule.limits().warning:g}, critical ≥ {rule.limits().critical:g})"
-        )
-        for number, window in enumerate(series.rising, 1):
-            story.stop.wait(script.window_pause_s)
-            feed.write(window)
-            story.say(f"  window {number}: mean {sum(window) / len(window):.1f}")
-            feed.detect()
-        report = story.wait_for(
-            "report from drift-investigate",
-            lambda: story.scalar(
-                "SELECT reason FROM vigil.reviews WHERE agent = 'drift-investigate' AND reason LIKE %s",
-                f"%{fp}%",
-            ),
-        )
-        story.say(
-            f"drift-investigate filed a report in the review queue: {escape(str(report).split(' {')[0])}"
-        )
-        pending = story.wait_for(
-            "remediation waiting for approval from drift-remediate",
-            lambda: story.scalar(
-                "SELECT id::text FROM vigil.reviews WHERE agent = 'drift-remediate' AND status = 'pending' "
-                "AND event_id LIKE %s",
-                f"{METRIC_SOURCE}/{fp}/%",
-            ),
-        )
-        reason = story.scalar("SELECT reason FROM vigil.reviews WHERE id::text = %s", pending)
-        story.say(
-            f"drift-remediate proposes its action, held for approval: {escape(str(reason))} (review {pending})"
-        )
-        decide(story.settings, story.console, pending, approve=True, who="vigil-demo")
-        action = story.wait_for(
-            "approved remediation delivered to the sink",
-            lambda: sink_lines(
-                story.sink_file,
-                lambda e: (
-                    e.get("topic") == outbox_topic(REMEDIATION_TOPIC) and _payload(e).get("fingerprint") == fp
-                ),
-            ),
-        )
-        payload = _payload(action[0])
-        story.say(
-            f"the sink received [bold]{payload.get('action')}[/] {json.dumps(payload.get('params'))} "
-            f"on {outbox_topic(REMEDIATION_TOPIC)}"
-        )
-        for number, window in enumerate(series.recovery, 1):
-            story.stop.wait(script.window_pause_s)
-            feed.write(window)
-            story.say(f"  recovery window {number}: mean {sum(window) / len(window):.1f}")
-            feed.detect()
-        story.wait_for(
-            "closed drift incident",
-            lambda: story.scalar(
-                "SELECT 1 FROM vigil.drift_incidents WHERE fingerprint = %s AND status = 'closed'", fp
-            ),
-        )
-        story.say(f"the router closed incident {fp}: the metric is back to normal")
-    finally:
-        feed.publisher.close()
 
 
 # -- step 3: a schedule and a wakeup -----------------------------------------------------------------
@@ -592,144 +368,6 @@ def step_replay(story: Story) -> None:
 
 def _text(payload: Any) -> str:
     return str(payload.get("text", payload)) if isinstance(payload, dict) else str(payload)
-
-
-# -- step 6: the summary -------------------------------------------------------------------------
-
-
-def kafka_counts(
-    settings: Settings, topic: str, since: datetime, keys: dict[str, bytes] | None = None
-) -> dict[str, int]:
-    """Messages of ``topic`` written since ``since``: ``{"all": n}``, plus one count per named key."""
-    consumer = make_consumer(
-        settings,
-        f"vigil-demo-count-{uuid.uuid4().hex[:12]}",  # throwaway; assign() only, never committed
-        **{"enable.auto.commit": False, "enable.partition.eof": True},
-    )
-    try:
-        try:
-            plan, _ = make_plan(
-                consumer, ReplayRequest(topic, from_time=since.isoformat(), agent="-"), now=since
-            )
-        except ConfigurationError:  # no such topic yet: nothing was written to it
-            return {"all": 0, **dict.fromkeys(keys or {}, 0)}
-        counts = {"all": plan.total, **dict.fromkeys(keys or {}, 0)}
-        if keys:
-            wanted = {key: name for name, key in keys.items()}
-            for msg in read_range(consumer, plan):
-                name = wanted.get(msg.key() or b"")
-                if name is not None:
-                    counts[name] += 1
-        return counts
-    finally:
-        consumer.close()
-
-
-def outbox_topics(settings: Settings) -> list[str]:
-    topics = make_admin(settings).list_topics(timeout=10).topics
-    return sorted(t for t in topics if t.startswith(OUTBOX_PREFIX))
-
-
-def wait_until_quiet(story: Story) -> None:
-    """Before counting: every outbox row of the story delivered, and no agent behind on its topics."""
-    since = story.started_at
-
-    def quiet() -> bool:
-        written = story.scalar("SELECT count(*) FROM vigil.outbox WHERE created_at >= %s", since)
-        delivered = story.scalar(
-            "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered' AND created_at >= %s", since
-        )
-        if delivered < written:
-            return False
-        try:
-            infos = group_infos(story.settings, story.settings.app_id)
-        except (KafkaException, VigilError):
-            return False
-        return all(lag == 0 for info in infos for _, _, lag in info.lag.values())
-
-    story.wait_for("quiet pipeline (outbox delivered, no consumer lag)", quiet, timeout=60.0)
-
-
-def latencies_ms(story: Story) -> list[float]:
-    """CDC latency of each order change of the story: its commit (Debezium's ``source.ts_ms``) to the
-    end of its ``order-watch`` run."""
-    rows = story.query(
-        "SELECT extract(epoch FROM finished_at) * 1000 - (trace->0->>'committed_ms')::double precision "
-        "FROM vigil.runs WHERE agent = %s AND started_at >= %s AND status = 'succeeded' "
-        "AND trace->0->>'committed_ms' IS NOT NULL",
-        ORDER_AGENT,
-        story.started_at,
-    )
-    return [float(r[0]) for r in rows]
-
-
-def collect_counts(story: Story) -> dict[str, float | None]:
-    since = story.started_at
-    settings = story.settings
-    counts: dict[str, float | None] = {}
-    counts["cdc_orders"] = kafka_counts(settings, ORDERS_TOPIC, since)["all"]
-    counts["cdc_payments"] = kafka_counts(settings, PAYMENTS_TOPIC, since)["all"]
-    counts["cdc_metrics"] = kafka_counts(settings, METRICS_TOPIC, since)["all"]
-    drift_fp = story.facts.get("drift_fingerprint")
-    if drift_fp is not None:
-        counts["drift_detector"] = kafka_counts(settings, DRIFT_EVENTS, since, {"fp": drift_fp.encode()})[
-            "fp"
-        ]
-    name = story.facts.get("heartbeat")
-    if name is not None:
-        absence = {"fp": alert_fingerprint(ABSENCE, name).encode()}
-        counts["drift_absence"] = kafka_counts(settings, DRIFT_EVENTS, since, absence)["fp"]
-    counts["ticks"] = kafka_counts(settings, TICKS, since)["all"]
-    counts["alerts_warning"] = kafka_counts(settings, DRIFT_WARNING, since)["all"]
-    counts["alerts_critical"] = kafka_counts(settings, DRIFT_CRITICAL, since)["all"]
-    counts["resolved"] = story.scalar(
-        "SELECT count(*) FROM vigil.drift_incidents WHERE status = 'closed' AND updated_at >= %s", since
-    )
-    counts["published"] = sum(kafka_counts(settings, t, since)["all"] for t in outbox_topics(settings))
-    counts["runs"] = story.scalar("SELECT count(*) FROM vigil.runs WHERE started_at >= %s", since)
-    counts["outbox"] = story.scalar("SELECT count(*) FROM vigil.outbox WHERE created_at >= %s", since)
-    counts["delivered"] = story.scalar(
-        "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered' AND created_at >= %s", since
-    )
-    counts["reviews"] = story.scalar("SELECT count(*) FROM vigil.reviews WHERE created_at >= %s", since)
-    counts["approved"] = story.scalar(
-        "SELECT count(*) FROM vigil.reviews WHERE created_at >= %s AND status = 'approved'", since
-    )
-    counts["duplicates"] = story.facts.get("duplicates")
-    latencies = latencies_ms(story)
-    counts["latency_p50"] = percentile(latencies, 50)
-    counts["latency_p99"] = percentile(latencies, 99)
-    return counts
-
-
-def step_summary(story: Story) -> list[SummaryRow]:
-    wait_until_quiet(story)
-    rows = summary_rows(collect_counts(story))
-    print_table(
-        story.console,
-        f"vigil up --demo: what happened (batch {story.batch}, since {story.started_at:%H:%M:%S})",
-        ["", "count", "counted in"],
-        [[row.what, row.shown(), row.where] for row in rows],
-    )
-    per_agent = story.query(
-        "SELECT agent, status, count(*) FROM vigil.runs WHERE started_at >= %s GROUP BY 1, 2 ORDER BY 1, 2",
-        story.started_at,
-    )
-    print_table(
-        story.console, "runs by agent", ["agent", "status", "runs"], [[a, s, str(n)] for a, s, n in per_agent]
-    )
-    summary = {
-        "batch": story.batch,
-        "started_at": story.started_at.isoformat(),
-        "short": story.script == Script.short(),
-        "rows": {row.key: row.value for row in rows},
-        "facts": {k: v for k, v in story.facts.items() if isinstance(v, str | int | float | bool)},
-    }
-    out = Path(story.settings.home).absolute() / "demo" / "summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    story.say(f"summary written to {out}")
-    return rows
 
 
 def say_where_to_look(story: Story, rows: list[SummaryRow]) -> None:
