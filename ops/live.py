@@ -97,11 +97,14 @@ def http_urls(settings: Settings) -> tuple[tuple[str, str], ...]:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # listening everywhere: loopback reaches it
     base = f"http://[{host}]:{settings.http_port}" if ":" in host else f"http://{host}:{settings.http_port}"
+    ingest = f"POST {base}/ingest/drift|alertmanager|grafana, {base}/heartbeat/NAME"
+    if settings.ingest_token is None:
+        ingest += " (disabled until VIGIL_INGEST_TOKEN is set)"
     return (
         ("dashboard", f"{base}/"),
         ("metrics", f"{base}/metrics"),
         ("health", f"{base}/healthz"),
-        ("ingest", f"POST {base}/ingest/drift|alertmanager|grafana, {base}/heartbeat/NAME"),
+        ("ingest", ingest),
     )
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.integration
 AGENT = "up-recorder"
 APP_ID = "vigil-up-test"
 TOPIC = "up.orders"
+TOKEN = "up-test-token"
 BEFORE, DURING = 2000, 1000
 TOTAL = BEFORE + DURING
 
@@ -89,11 +91,20 @@ def _get(url: str) -> int:
         return int(response.status)
 
 
+def _post(url: str, token: str, body: bytes) -> int:
+    request = urllib.request.Request(url, body, {"Authorization": f"Bearer {token}"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _worker_pids(text: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"worker started \(pid (\d+)\)", text)]
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(600)
 def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(throwaway_home: Path) -> None:
     began = time.monotonic()
     phases: list[str] = []
@@ -117,6 +128,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
             "VIGIL_HOME": str(throwaway_home),
             "VIGIL_HTTP_PORT": str(port),
             "VIGIL_APP_ID": APP_ID,
+            "VIGIL_INGEST_TOKEN": TOKEN,
             "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "VIGIL_TEST_TOPIC": TOPIC,
             "VIGIL_TEST_AGENT": AGENT,
@@ -136,6 +148,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
         # vigil up serves the dashboard and /metrics through its worker.
         assert _get(f"http://127.0.0.1:{port}/") == 200
         assert _get(f"http://127.0.0.1:{port}/metrics") == 200
+        assert _post(f"http://127.0.0.1:{port}/ingest/drift", TOKEN, b"{}") in (400, 422), "authenticated"
         # Under load: more events arrive while SIGINT stops everything.
         producer = threading.Thread(target=produce_events, args=(resolved, TOPIC, events[BEFORE:]))
         producer.start()
@@ -153,7 +166,9 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
     assert not Path(f"/proc/{pid}").exists(), "the worker outlived vigil up"
     assert "stopping (SIGINT): forwarding it to the children" in first
     assert f"worker (pid {pid}) stopped with exit code 0" in first
-    assert "| worker running |" in first, "the plain summary line (stdout is not a terminal)"
+    # The plain summary line (stdout is not a terminal), every 10 s.
+    assert "| worker running |" in first
+    assert "postgres ok, kafka ok, connect ok" in first and "| connectors 2/2 running |" in first
     assert "dashboard: http://127.0.0.1:" in first and f":{port}/metrics" in first
 
     # A second vigil up takes over where the first stopped, and stops on SIGTERM.

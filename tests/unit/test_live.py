@@ -91,7 +91,12 @@ def test_urls_name_the_dashboard_metrics_and_ingest_on_the_http_port() -> None:
     assert urls["dashboard"] == "http://127.0.0.1:7070/"
     assert urls["metrics"] == "http://127.0.0.1:7070/metrics"
     assert urls["health"] == "http://127.0.0.1:7070/healthz"
-    assert "http://127.0.0.1:7070/ingest/drift" in urls["ingest"]
+    assert "http://127.0.0.1:7070/ingest/drift" in urls["ingest"] and "disabled" in urls["ingest"]
+    with_token = dict(http_urls(load_settings(http_port=7070, http_host=None, ingest_token="t")))
+    assert (
+        with_token["ingest"].startswith("POST http://127.0.0.1:7070/ingest/")
+        and "disabled" not in with_token["ingest"]
+    )
     assert dict(http_urls(load_settings(http_port=1, http_host="0.0.0.0")))["metrics"].startswith(
         "http://127.0.0.1:1/"
     )
@@ -157,6 +162,15 @@ def test_the_summary_line_is_one_plain_line() -> None:
         "vigil up 3s | services unknown | connectors 0/0 running | no children | 0 events/s on 0 topic(s) | "
         "runs last minute: 0 ok, 0 failed | lag 0 | open alerts 0 | could not read: runs: connection refused"
     )
+
+
+def test_vigil_up_has_a_no_live_flag() -> None:
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    result = CliRunner().invoke(app, ["up", "--help"])
+    assert result.exit_code == 0 and "--no-live" in result.output
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (61, "1m01s"), (3725, "1h02m")])
