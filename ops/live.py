@@ -24,7 +24,8 @@ import psycopg
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -173,7 +174,7 @@ def _style(ok: bool | None) -> str:
 
 
 def _parts_table(snapshot: Snapshot) -> Table:
-    table = Table(title="Parts", title_justify="left", expand=False)
+    table = Table(title="Parts", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     for column in ("part", "state", "detail"):
         table.add_column(column)
     groups = (("", snapshot.services), ("connector ", snapshot.connectors), ("", snapshot.children))
@@ -186,7 +187,7 @@ def _parts_table(snapshot: Snapshot) -> Table:
 
 
 def _topics_table(snapshot: Snapshot) -> Table:
-    table = Table(title="Events per topic", title_justify="left")
+    table = Table(title="Events per topic", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("topic")
     table.add_column("events", justify="right")
     table.add_column("per second", justify="right")
@@ -202,7 +203,7 @@ def _topics_table(snapshot: Snapshot) -> Table:
 
 
 def _agents_table(snapshot: Snapshot) -> Table:
-    table = Table(title="Agent runs, last minute", title_justify="left")
+    table = Table(title="Agent runs, last minute", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("agent")
     table.add_column("ok", justify="right")
     table.add_column("failed", justify="right")
@@ -217,7 +218,13 @@ def _agents_table(snapshot: Snapshot) -> Table:
 def _alerts(snapshot: Snapshot) -> RenderableType:
     if not snapshot.alerts:
         return Text("Open alerts: none", style="green")
-    table = Table(title=f"Open alerts ({len(snapshot.alerts)})", title_justify="left", title_style="bold red")
+    table = Table(
+        title=f"Open alerts ({len(snapshot.alerts)})",
+        title_justify="left",
+        title_style="bold red",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
     table.add_column("alert")
     for alert in snapshot.alerts[:ALERTS_SHOWN]:
         table.add_row(Text(alert))
@@ -226,16 +233,35 @@ def _alerts(snapshot: Snapshot) -> RenderableType:
     return table
 
 
+#: Below this width the four tables are stacked instead of paired side by side.
+SIDE_BY_SIDE_WIDTH = 120
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The four tables, paired side by side when the terminal is wide enough, else stacked."""
+
+    snapshot: Snapshot
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        snapshot = self.snapshot
+        tables = (_parts_table(snapshot), _topics_table(snapshot), _agents_table(snapshot), _alerts(snapshot))
+        if options.max_width >= SIDE_BY_SIDE_WIDTH:
+            grid = Table.grid(padding=(0, 2))
+            grid.add_row(tables[0], tables[1])
+            grid.add_row(tables[2], tables[3])
+            yield grid
+        else:
+            yield from tables
+
+
 def render(snapshot: Snapshot) -> RenderableType:
     """The live view of one snapshot."""
     header = Text.assemble(
         ("vigil up", "bold"),
         f" · running {duration(snapshot.uptime_s)} · {snapshot.at:%H:%M:%S} UTC · Ctrl-C stops everything",
     )
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row(_parts_table(snapshot), _topics_table(snapshot))
-    grid.add_row(_agents_table(snapshot), _alerts(snapshot))
-    lines: list[RenderableType] = [header, grid]
+    lines: list[RenderableType] = [header, _Tables(snapshot)]
     for what, url in snapshot.urls:
         lines.append(Text.assemble((f"{what:<10}", "dim"), url))
     for problem in snapshot.problems:
