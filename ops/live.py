@@ -34,7 +34,7 @@ from ops.services import stack
 from ops.services.connect import GROUP_ID as CONNECT_GROUP_ID
 from ops.status import alert_text, collect, recent_runs
 from ops.supervisor import Child, Supervisor
-from streams.kafka import make_admin
+from streams.kafka import client_config
 from streams.redact import mask_urls_in
 from streams.settings import Settings
 
@@ -392,7 +392,9 @@ class Collector:
     def _read_topics(self, now: float, problems: list[str]) -> None:
         try:
             if self._admin is None:
-                self._admin = make_admin(self.resolved)
+                # Silent: librdkafka would write a lost broker's errors to stderr, across the view;
+                # a failed request is shown in the view instead.
+                self._admin = AdminClient({**client_config(self.resolved), "log_level": 0})
             offsets = end_offsets(self._admin)
         except KafkaException as exc:
             problems.append(f"kafka: {exc}")
