@@ -12,6 +12,7 @@ open alerts) with the stack's health and the worker's ``/healthz``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -37,6 +38,8 @@ from ops.supervisor import Child, Supervisor
 from streams.kafka import client_config
 from streams.redact import mask_urls_in
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Topics shown in the view at most; the quietest others are counted in one line.
 TOPICS_SHOWN = 12
@@ -290,7 +293,7 @@ def summary_line(snapshot: Snapshot) -> str:
         f"open alerts {len(snapshot.alerts)}",
     ]
     if snapshot.problems:
-        fields.append("could not read: " + "; ".join(snapshot.problems))
+        fields.append("could not read: " + "; ".join(" ".join(p.split()) for p in snapshot.problems))
     return " | ".join(fields)
 
 
@@ -370,14 +373,19 @@ class Collector:
         now = self.clock()
         problems: list[str] = []
         if now - self._slow_at >= self.slow_every_s or self._slow is None:
-            self._slow = self._read_slow()
             self._slow_at = now
+            try:
+                self._slow = self._read_slow()
+            except Exception as exc:  # the view must never take the pipeline down: say it, go on
+                log.debug("live view: status not read", exc_info=True)
+                problems.append(f"status: {_one_line(exc)}")
+                self._slow = self._slow or Snapshot(at=datetime.now(UTC), uptime_s=0.0)
         self._read_topics(now, problems)
         runs: dict[str, tuple[int, int]] = {}
         try:
             runs = recent_runs(self.resolved.require_database_url())
         except psycopg.Error as exc:
-            problems.append(f"runs: {mask_urls_in(str(exc)).strip()}")
+            problems.append(f"runs: {_one_line(exc)}")
         slow = self._slow
         return replace(
             slow,
@@ -397,7 +405,7 @@ class Collector:
                 self._admin = AdminClient({**client_config(self.resolved), "log_level": 0})
             offsets = end_offsets(self._admin)
         except KafkaException as exc:
-            problems.append(f"kafka: {exc}")
+            problems.append(f"kafka: {_one_line(exc)}")
             return
         self._topics = flows(self._offsets, offsets, now - self._offsets_at)
         self._offsets, self._offsets_at = offsets, now
@@ -437,6 +445,11 @@ class Collector:
 
     def close(self) -> None:
         self._admin = None  # the admin client has no close(); dropping it stops its threads
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line, passwords masked."""
+    return " ".join(mask_urls_in(str(exc)).split()) or type(exc).__name__
 
 
 def _slot_lag(lag: object) -> str:

@@ -165,7 +165,7 @@ def test_the_summary_line_is_one_plain_line() -> None:
         "worker running | 500 events/s on 1 topic(s) | runs last minute: 480 ok, 2 failed | lag 35 | "
         "open alerts 1"
     )
-    quiet = summary_line(Snapshot(at=AT, uptime_s=3, problems=("runs: connection refused",)))
+    quiet = summary_line(Snapshot(at=AT, uptime_s=3, problems=("runs: connection\n\trefused",)))
     assert quiet == (
         "vigil up 3s | services unknown | connectors 0/0 running | no children | 0 events/s on 0 topic(s) | "
         "runs last minute: 0 ok, 0 failed | lag 0 | open alerts 0 | could not read: runs: connection refused"
