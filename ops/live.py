@@ -12,6 +12,7 @@ open alerts) with the stack's health and the worker's ``/healthz``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -24,7 +25,8 @@ import psycopg
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -33,9 +35,11 @@ from ops.services import stack
 from ops.services.connect import GROUP_ID as CONNECT_GROUP_ID
 from ops.status import alert_text, collect, recent_runs
 from ops.supervisor import Child, Supervisor
-from streams.kafka import make_admin
+from streams.kafka import client_config
 from streams.redact import mask_urls_in
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Topics shown in the view at most; the quietest others are counted in one line.
 TOPICS_SHOWN = 12
@@ -97,11 +101,14 @@ def http_urls(settings: Settings) -> tuple[tuple[str, str], ...]:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # listening everywhere: loopback reaches it
     base = f"http://[{host}]:{settings.http_port}" if ":" in host else f"http://{host}:{settings.http_port}"
+    ingest = f"POST {base}/ingest/drift|alertmanager|grafana, {base}/heartbeat/NAME"
+    if settings.ingest_token is None:
+        ingest += " (disabled until VIGIL_INGEST_TOKEN is set)"
     return (
         ("dashboard", f"{base}/"),
         ("metrics", f"{base}/metrics"),
         ("health", f"{base}/healthz"),
-        ("ingest", f"POST {base}/ingest/drift|alertmanager|grafana, {base}/heartbeat/NAME"),
+        ("ingest", ingest),
     )
 
 
@@ -170,7 +177,7 @@ def _style(ok: bool | None) -> str:
 
 
 def _parts_table(snapshot: Snapshot) -> Table:
-    table = Table(title="Parts", title_justify="left", expand=False)
+    table = Table(title="Parts", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     for column in ("part", "state", "detail"):
         table.add_column(column)
     groups = (("", snapshot.services), ("connector ", snapshot.connectors), ("", snapshot.children))
@@ -183,7 +190,7 @@ def _parts_table(snapshot: Snapshot) -> Table:
 
 
 def _topics_table(snapshot: Snapshot) -> Table:
-    table = Table(title="Events per topic", title_justify="left")
+    table = Table(title="Events per topic", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("topic")
     table.add_column("events", justify="right")
     table.add_column("per second", justify="right")
@@ -199,7 +206,7 @@ def _topics_table(snapshot: Snapshot) -> Table:
 
 
 def _agents_table(snapshot: Snapshot) -> Table:
-    table = Table(title="Agent runs, last minute", title_justify="left")
+    table = Table(title="Agent runs, last minute", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("agent")
     table.add_column("ok", justify="right")
     table.add_column("failed", justify="right")
@@ -214,7 +221,13 @@ def _agents_table(snapshot: Snapshot) -> Table:
 def _alerts(snapshot: Snapshot) -> RenderableType:
     if not snapshot.alerts:
         return Text("Open alerts: none", style="green")
-    table = Table(title=f"Open alerts ({len(snapshot.alerts)})", title_justify="left", title_style="bold red")
+    table = Table(
+        title=f"Open alerts ({len(snapshot.alerts)})",
+        title_justify="left",
+        title_style="bold red",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
     table.add_column("alert")
     for alert in snapshot.alerts[:ALERTS_SHOWN]:
         table.add_row(Text(alert))
@@ -223,16 +236,35 @@ def _alerts(snapshot: Snapshot) -> RenderableType:
     return table
 
 
+#: Below this width the four tables are stacked instead of paired side by side.
+SIDE_BY_SIDE_WIDTH = 120
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The four tables, paired side by side when the terminal is wide enough, else stacked."""
+
+    snapshot: Snapshot
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        snapshot = self.snapshot
+        tables = (_parts_table(snapshot), _topics_table(snapshot), _agents_table(snapshot), _alerts(snapshot))
+        if options.max_width >= SIDE_BY_SIDE_WIDTH:
+            grid = Table.grid(padding=(0, 2))
+            grid.add_row(tables[0], tables[1])
+            grid.add_row(tables[2], tables[3])
+            yield grid
+        else:
+            yield from tables
+
+
 def render(snapshot: Snapshot) -> RenderableType:
     """The live view of one snapshot."""
     header = Text.assemble(
         ("vigil up", "bold"),
         f" · running {duration(snapshot.uptime_s)} · {snapshot.at:%H:%M:%S} UTC · Ctrl-C stops everything",
     )
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row(_parts_table(snapshot), _topics_table(snapshot))
-    grid.add_row(_agents_table(snapshot), _alerts(snapshot))
-    lines: list[RenderableType] = [header, grid]
+    lines: list[RenderableType] = [header, _Tables(snapshot)]
     for what, url in snapshot.urls:
         lines.append(Text.assemble((f"{what:<10}", "dim"), url))
     for problem in snapshot.problems:
@@ -261,7 +293,7 @@ def summary_line(snapshot: Snapshot) -> str:
         f"open alerts {len(snapshot.alerts)}",
     ]
     if snapshot.problems:
-        fields.append("could not read: " + "; ".join(snapshot.problems))
+        fields.append("could not read: " + "; ".join(" ".join(p.split()) for p in snapshot.problems))
     return " | ".join(fields)
 
 
@@ -341,14 +373,19 @@ class Collector:
         now = self.clock()
         problems: list[str] = []
         if now - self._slow_at >= self.slow_every_s or self._slow is None:
-            self._slow = self._read_slow()
             self._slow_at = now
+            try:
+                self._slow = self._read_slow()
+            except Exception as exc:  # the view must never take the pipeline down: say it, go on
+                log.debug("live view: status not read", exc_info=True)
+                problems.append(f"status: {_one_line(exc)}")
+                self._slow = self._slow or Snapshot(at=datetime.now(UTC), uptime_s=0.0)
         self._read_topics(now, problems)
         runs: dict[str, tuple[int, int]] = {}
         try:
             runs = recent_runs(self.resolved.require_database_url())
         except psycopg.Error as exc:
-            problems.append(f"runs: {mask_urls_in(str(exc)).strip()}")
+            problems.append(f"runs: {_one_line(exc)}")
         slow = self._slow
         return replace(
             slow,
@@ -363,10 +400,12 @@ class Collector:
     def _read_topics(self, now: float, problems: list[str]) -> None:
         try:
             if self._admin is None:
-                self._admin = make_admin(self.resolved)
+                # Silent: librdkafka would write a lost broker's errors to stderr, across the view;
+                # a failed request is shown in the view instead.
+                self._admin = AdminClient({**client_config(self.resolved), "log_level": 0})
             offsets = end_offsets(self._admin)
         except KafkaException as exc:
-            problems.append(f"kafka: {exc}")
+            problems.append(f"kafka: {_one_line(exc)}")
             return
         self._topics = flows(self._offsets, offsets, now - self._offsets_at)
         self._offsets, self._offsets_at = offsets, now
@@ -406,6 +445,11 @@ class Collector:
 
     def close(self) -> None:
         self._admin = None  # the admin client has no close(); dropping it stops its threads
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line, passwords masked."""
+    return " ".join(mask_urls_in(str(exc)).split()) or type(exc).__name__
 
 
 def _slot_lag(lag: object) -> str:
