@@ -109,8 +109,11 @@ logger.state.level = WARN
                 f"{(done.stdout + done.stderr).strip()[-2000:]}"
             )
 
-    def start(self, timeout: float = 60.0) -> KafkaStatus:
-        """Start the broker unless it runs; return once it answers a metadata request."""
+    def start(self, timeout: float = 120.0) -> KafkaStatus:
+        """Start the broker unless it runs; return once it answers a metadata request.
+
+        After a kill -9 the broker first recovers its logs: 20-30 s on a quiet 2-core machine, over a
+        minute on a busy one; the timeout leaves room for that."""
         if self.already_running(self.healthy, timeout):
             return self.status()
         find_java()  # before anything else: its error names the package to install
