@@ -52,8 +52,11 @@ import psycopg
 
 from bench.common import RESULTS_DIR, BenchContext, Measurement
 from bench.peers.work import EVENT_ID_HEADER
+from bench.procs import cpu_seconds as _cpu_seconds
+from bench.procs import drop_database as _drop_database
+from bench.procs import fresh_database as _fresh_database
 from bench.procs import ledger_window
-from ops import migrations
+from bench.procs import tail as _tail
 from streams.catalog import TopicSpec
 from streams.kafka import make_producer
 from streams.settings import Settings
@@ -187,6 +190,7 @@ def _produce(settings: Settings, topic: str, n: int, tag: str, first: int = 0) -
 def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: str, logdir: Path) -> Outcome:
     name = f"{tag}_{variant.slug}"
     agent = f"bench-route-{variant.slug}"
+    # a baseline tree's worker migrates its database itself, to its own head
     db_url = _fresh_database(settings, name, migrate=variant.tree is None)
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     profiler: subprocess.Popen[bytes] | None = None
@@ -302,40 +306,6 @@ def _check_exactly_once(db_url: str, agent: str, n: int, label: str) -> None:
         raise RuntimeError(
             f"{label}: not exactly once: (processed, outbox rows, distinct outbox events) = {row}, expected {n} each"
         )
-
-
-def _admin_url(settings: Settings) -> str:
-    return settings.require_database_url().rsplit("/", 1)[0] + "/postgres"
-
-
-def _fresh_database(settings: Settings, name: str, *, migrate: bool = True) -> str:
-    with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = settings.require_database_url().rsplit("/", 1)[0] + f"/{name}"
-    if migrate:  # a baseline tree's worker migrates its database itself, to its own head
-        migrations.upgrade(url)
-    return url
-
-
-def _drop_database(settings: Settings, name: str) -> None:
-    with psycopg.connect(_admin_url(settings), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (Linux ``/proc``); 0 when unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _tail(log: Path, chars: int = 3000) -> str:
-    try:
-        return log.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 # -- the table -----------------------------------------------------------------------------

@@ -166,14 +166,6 @@ def consumed(port: int, agent: str, client: httpx.Client) -> int:
     return int(value or 0)
 
 
-def wait_until(done: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not done after {timeout:.0f}s")
-        time.sleep(poll)
-
-
 @dataclass
 class Rate:
     """Events/s of a run measured from outside: from the first poll that sees progress (t0) to the
