@@ -436,8 +436,9 @@ def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Mea
             "on" if variant.relay else "off"
         )
         if out.profile:
-            notes += "; sampled by py-spy (its overhead included); most on top of the stack: " + ", ".join(
-                out.profile
+            notes += (
+                "; sampled by py-spy (its overhead included); most on top of the stack, idle waits left out: "
+                + ", ".join(out.profile)
             )
         row = Measurement(BENCH, variant.label, "CPU per event", out.cpu_per_event * 1e6, "µs", notes=notes)
         if base and variant.label != LOOP_ROWS:
@@ -446,9 +447,15 @@ def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Mea
     return rows
 
 
+#: Frames on top of the stack that are a thread waiting, not working (py-spy's own idle detection
+#: misses some of them on a loaded machine): left out of :func:`top_frames`.
+IDLE_FRAMES = ("(selectors.py:", "(threading.py:", "(concurrent/futures/thread.py:", "(queue.py:")
+
+
 def top_frames(collapsed: str, n: int = 8) -> list[str]:
     """The ``n`` functions most often on top of the stack in py-spy's collapsed stacks (``raw``
-    format: ``frame;frame;… count`` per line), as ``"share% function"``."""
+    format: ``frame;frame;… count`` per line), as ``"share% function"`` of the samples that were
+    not idle waits (:data:`IDLE_FRAMES`)."""
     counts: dict[str, int] = {}
     total = 0
     for line in collapsed.splitlines():
@@ -456,6 +463,8 @@ def top_frames(collapsed: str, n: int = 8) -> list[str]:
         if not stack or not number.isdigit():
             continue
         leaf = stack.rsplit(";", 1)[-1].strip()
+        if any(idle in leaf for idle in IDLE_FRAMES):
+            continue
         counts[leaf] = counts.get(leaf, 0) + int(number)
         total += int(number)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:n]
