@@ -155,7 +155,6 @@ def _run_phase(
                 lambda: procs.consumed(port, AGENT, client),
                 n,
                 [(proc, log)],
-                timeout=180 + n / 200,
             )
     finally:
         procs.stop(proc)

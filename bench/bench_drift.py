@@ -40,8 +40,11 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.bench_agents import _cpu_seconds, _drop_database, _fresh_database, _tail
 from bench.common import BenchContext, Measurement
+from bench.procs import cpu_seconds as _cpu_seconds
+from bench.procs import drop_database as _drop_database
+from bench.procs import fresh_database as _fresh_database
+from bench.procs import tail as _tail
 from schemas.codec import Codec
 from streams import headers
 from streams.catalog import TopicSpec

@@ -185,11 +185,11 @@ def _run_variant(
             proc = procs.spawn_worker("bench.agentmods.sink", env, log)
         with psycopg.connect(db_url, autocommit=True) as conn:
             _insert(conn, source, 1, WARMUP_ROWS)
-            _wait_sunk(conn, sink, WARMUP_ROWS, proc, log, variant.label, timeout=240)
+            _wait_sunk(conn, sink, WARMUP_ROWS, proc, log, variant.label)
             first = WARMUP_ROWS + 1
             cpu0 = procs.cpu_seconds(proc.pid)
             last, achieved = _steady(conn, source, first, rate, seconds)
-            _wait_sunk(conn, sink, last, proc, log, variant.label, timeout=120 + 10 * seconds)
+            _wait_sunk(conn, sink, last, proc, log, variant.label)
             cpu = procs.cpu_seconds(proc.pid) - cpu0
             latencies = [
                 float(row[0])
@@ -300,20 +300,25 @@ def _wait_sunk(
     proc: subprocess.Popen[bytes],
     log: Path,
     label: str,
-    timeout: float,
+    stall: float = 180.0,
 ) -> None:
+    """Wait until ``count`` sink rows are stamped; fail when none came for ``stall`` seconds."""
     query = sql.SQL("SELECT count(*) FROM public.{} WHERE committed_at IS NOT NULL").format(
         sql.Identifier(sink)
     )
-    deadline = time.monotonic() + timeout
+    progressed, seen = time.monotonic(), -1
     while True:
         row = conn.execute(query).fetchone()
         done = int(row[0]) if row else 0
         if done >= count:
             return
         procs.check_alive(proc, log, label)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{label}: {done}/{count} sink rows after {timeout:.0f}s:\n{procs.tail(log)}")
+        if done != seen:
+            progressed, seen = time.monotonic(), done
+        if time.monotonic() - progressed > stall:
+            raise RuntimeError(
+                f"{label}: stuck at {done}/{count} sink rows for {stall:.0f}s:\n{procs.tail(log)}"
+            )
         time.sleep(0.2)
 
 

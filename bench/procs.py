@@ -166,14 +166,6 @@ def consumed(port: int, agent: str, client: httpx.Client) -> int:
     return int(value or 0)
 
 
-def wait_until(done: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not done after {timeout:.0f}s")
-        time.sleep(poll)
-
-
 @dataclass
 class Rate:
     """Events/s of a run measured from outside: from the first poll that sees progress (t0) to the
@@ -192,10 +184,12 @@ def measure_rate(
     count: Callable[[], int],
     n: int,
     workers: Sequence[tuple[subprocess.Popen[bytes], Path]],
-    timeout: float,
+    stall: float = 180.0,
     poll: float = 0.2,
 ) -> Rate:
+    """Poll ``count`` until it reaches ``n``; fail when it does not move for ``stall`` seconds."""
     spawned = time.monotonic()
+    progressed, seen = spawned, -1
     t0: float | None = None
     c0 = 0
     cpu0 = 0.0
@@ -213,9 +207,11 @@ def measure_rate(
             return Rate((n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu / (n - c0))
         for proc, log in workers:
             check_alive(proc, log, f"{label} at {done}/{n}")
-        if now - spawned > timeout:
+        if done != seen:
+            progressed, seen = now, done
+        if now - progressed > stall:
             tails = "\n".join(tail(log) for _, log in workers)
-            raise RuntimeError(f"{label}: only {done}/{n} after {timeout:.0f}s:\n{tails}")
+            raise RuntimeError(f"{label}: stuck at {done}/{n} for {stall:.0f}s:\n{tails}")
         if now - last_print > 30:
             print(f"    {label}: {done:,}/{n:,}", flush=True)
             last_print = now

@@ -127,7 +127,7 @@ TARGETS: tuple[Target, ...] = (
         alternative="or the relay runs as its own process under `vigil up`",
     ),
     Target(
-        "worker RSS growth from 100k to 1M events (x scale)",
+        "worker RSS growth from 100k to 1M events (scaled to 900k events)",
         "memory",
         VIGIL_1,
         "RSS growth per 900k events",

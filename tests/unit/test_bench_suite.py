@@ -207,6 +207,7 @@ def test_top_frames_ranks_the_functions_on_top_of_the_stack() -> None:
             "main (w.py:1);run (w.py:9);loads (json/__init__.py:346) 30",
             "main (w.py:1);run (w.py:9);execute (psycopg/cursor.py:700) 50",
             "main (w.py:1);idle (w.py:3);loads (json/__init__.py:346) 20",
+            "main (w.py:1);wait (w.py:4);EpollSelector.select (selectors.py:468) 400",
             "not a sample line",
         ]
     )
