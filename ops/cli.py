@@ -581,6 +581,14 @@ def heartbeat_list(as_json: JsonFlag = False) -> None:
     raise typer.Exit(0 if list_all(settings(), console, as_json=as_json) else 1)
 
 
+@heartbeat_app.command("remove")
+def heartbeat_remove(name: str) -> None:
+    """Remove the heartbeat NAME (a decommissioned job or agent) and resolve its open absence alert."""
+    from ops.heartbeat_cli import remove
+
+    remove(settings(), console, name)
+
+
 @review_app.command("list")
 def review_list(
     show_all: Annotated[bool, typer.Option("--all", help="Decided items too.")] = False,
