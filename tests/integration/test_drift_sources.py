@@ -1,12 +1,13 @@
 """`vigil drift detect` over its two other sources: a CDC topic's column (Debezium-shaped change
 events, a consumer group of its own that resumes from its committed offset) and a polled Postgres
 query (a watermark on the time column, so no row is scored twice); both publish the same drift
-events as --stdin."""
+events as --stdin. The CDC source is also run on a real Debezium connector."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,47 @@ def test_query_source_polls_with_a_watermark_and_scores_each_row_once(
     unknown = vigil(stack, fresh_database, "drift", "detect", "--source", unique, "--metric", "cpu",
                     "--query", f"SELECT observed_at, valu FROM {table}", env=env)  # fmt: skip
     assert unknown.returncode != 0 and "valu" in unknown.stderr and "column" in unknown.stderr, unknown.stderr
+
+
+@pytest.mark.timeout(300)
+def test_cdc_field_source_reads_a_real_debezium_connector(
+    stack: Settings, fresh_database: str, tmp_path: Path, unique: str
+) -> None:
+    """The same, end to end: rows written to a table, captured by Debezium in Kafka Connect."""
+    from tests.integration.test_cdc_connect import cleanup_database, copy_connector, launch, new_home
+
+    table = f"{unique}_metrics"
+    with psycopg.connect(stack.require_database_url(), autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE public.{table} (id int PRIMARY KEY, value double precision, amount numeric(10,2))"
+        )
+    spec = copy_connector("vigil-demo", f"{unique}-cdc", [f"public.{table}"])
+    home = new_home()
+    applied = None
+    try:
+        applied = launch(stack, home, [spec])
+        with psycopg.connect(stack.require_database_url(), autocommit=True) as conn:
+            for n, value in enumerate([4.0, 5.0, 12.0, 13.0, 3.0, 2.0]):
+                conn.execute(f"INSERT INTO public.{table} VALUES (%s, %s, 1.5)", (n, value))
+        env = policy(tmp_path, unique)
+        topic = f"cdc.public.{table}"
+        detect = ("drift", "detect", "--source", unique, "--metric", "cpu", "--topic", topic)
+        done = vigil(stack, fresh_database, *detect, "--field", "value", "--max-samples", "6", env=env)
+        assert done.returncode == 0, done.stderr
+        assert severities(done.stdout) == ["warning", "warning", "resolved"], done.stdout
+        assert published(stack, fresh_database, unique) == [
+            ("warning", 12.0),
+            ("warning", 13.0),
+            ("resolved", 2.0),
+        ]
+
+        # Debezium writes numeric columns as bytes unless told otherwise: the error names the setting.
+        decimal = vigil(
+            stack, fresh_database, *detect, "--field", "amount", "--group", f"{unique}-amount", env=env
+        )
+        assert decimal.returncode != 0 and "decimal.handling.mode" in decimal.stderr, decimal.stderr
+    finally:
+        if applied is not None:
+            applied.remove()
+        cleanup_database(stack, [spec], [f"public.{table}"])
+        shutil.rmtree(home, ignore_errors=True)
