@@ -166,7 +166,10 @@ def run_detect(
     else:
         assert query is not None
         samples = query_samples(resolved, query, every=every, stop=stop)
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A topic or query feed runs until stopped: SIGTERM and Ctrl-C end it cleanly (offsets committed).
+    # Reading stdin blocks, so there the signals keep their default behaviour.
+    handled = () if stdin_lines is not None else (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in handled}
     try:
         return detect(
             resolved,
@@ -180,5 +183,5 @@ def run_detect(
             out=out,
         )
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,16 @@ def test_query_source_polls_with_a_watermark_and_scores_each_row_once(
     assert published(stack, fresh_database, unique) == [
         ("warning", 10.0), ("warning", 11.0), ("warning", 13.0), ("resolved", 3.0)
     ]  # fmt: skip
+
+    # Without --max-samples it polls until SIGTERM, then ends cleanly.
+    with subprocess.Popen(
+        command[:-2], env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split()[0] == "warning"
+        proc.send_signal(signal.SIGTERM)
+        _, errors = proc.communicate(timeout=30)
+    assert proc.returncode == 0, errors
 
     three = vigil(stack, fresh_database, "drift", "detect", "--source", unique, "--metric", "cpu",
                   "--query", f"SELECT observed_at, value, name FROM {table}", env=env)  # fmt: skip

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from ops.drift_cli import limited
 from schemas.errors import ConfigurationError
 from streams.drift_sources import (
     change_sample,
@@ -97,3 +100,19 @@ def test_query_sample_reads_timestamps_and_epochs() -> None:
         query_sample(at, "high")
     with pytest.raises(ConfigurationError, match="first column must be the time"):
         query_sample("yesterday", 1)
+
+
+def test_limited_stops_the_feed_and_lets_it_record_the_last_sample() -> None:
+    stop = threading.Event()
+    recorded: list[int] = []
+
+    def feed() -> Iterator[tuple[float, float]]:
+        n = 0
+        while not stop.is_set():
+            yield float(n), float(n)
+            recorded.append(n)  # what a topic feed does once the sample was scored: store its offset
+            n += 1
+
+    assert list(limited(feed(), 3, stop)) == [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)]
+    assert stop.is_set() and recorded == [0, 1, 2]
+    assert len(list(limited(iter([(1.0, 1.0)] * 4), None, threading.Event()))) == 4
