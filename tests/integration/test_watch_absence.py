@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ops.services.procs import free_port
 from streams.settings import Settings
 from streams.watch import ABSENCE
 from tests.integration.drift_helpers import vigil
 from tests.integration.watch_helpers import (
     TOKEN,
     alert_status,
-    free_port,
     published_alerts,
     routed,
     start_watch_worker,
