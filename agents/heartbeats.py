@@ -1,4 +1,4 @@
-"""Heartbeats in ``vigil.heartbeats``: declare one (a dead-man's switch), beat it, list them.
+"""Heartbeats in ``vigil.heartbeats``: declare one (a dead-man's switch), beat it, list them, remove it.
 
 Used by ``vigil heartbeat …``, ``POST /heartbeat/NAME`` and the worker's own beats (``agent:<name>``).
 A beat moves ``next_expected_at`` one period on from now; the absence monitor (:mod:`agents.watch`)
@@ -8,13 +8,17 @@ alerts when it is passed by more than the grace.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from schemas.errors import ConfigurationError
-from streams.watch import heartbeat_kind, heartbeat_state
+from streams.watch import alert_record, heartbeat_kind, heartbeat_state
+
+#: Publishes drift records and returns their ids once the broker acknowledged them.
+Publish = Callable[[Sequence[Mapping[str, Any]]], list[str]]
 
 _EXPECT = text(
     """
@@ -54,6 +58,25 @@ _SYSTEM_BEAT = text(
         detail = coalesce(h.detail, '{}'::jsonb) || EXCLUDED.detail
     """
 )
+_DELETE = text("DELETE FROM vigil.heartbeats WHERE name = :name RETURNING name, now() AS now")
+# The alerts the heartbeat kept open: its absence alert, and for an agent's beat the agent's
+# repeated-failures alert (its monitor reads the agent's heartbeat, so nothing would resolve it).
+_OPEN_ALERTS = text(
+    """
+    SELECT key, kind, subject, since FROM vigil.alerts
+    WHERE status = 'open'
+      AND ((kind = 'absence' AND subject = :name)
+           OR (kind = 'repeated-failures' AND 'agent:' || subject = :name))
+    ORDER BY key
+    FOR UPDATE
+    """
+)
+_RESOLVE = text(
+    """
+    UPDATE vigil.alerts SET status = 'resolved', resolved_at = now(), resolved_event_id = :event_id
+    WHERE key = :key AND status = 'open' AND since = :since
+    """
+)
 _LIST = text(
     """
     SELECT name, every_seconds, grace_seconds, last_beat_at, next_expected_at, status, detail, now() AS now
@@ -80,6 +103,30 @@ def beat(engine: Engine, name: str) -> dict[str, Any]:
             f"no heartbeat named {name!r}: declare it with `vigil heartbeat expect {name} --every D --grace D`"
         )
     return dict(row)
+
+
+def remove(engine: Engine, name: str, publish: Publish) -> list[str]:
+    """Remove the heartbeat ``name`` and resolve the alerts it kept open; return the ids published.
+
+    One transaction: the row is deleted, each open alert is claimed as resolved (the monitors'
+    own resolve claims ``WHERE status = 'open'`` and so finds nothing), and its ``resolved`` event
+    is published before the commit; a failed publish removes nothing. A name never declared is an
+    error naming the fix.
+    """
+    with engine.begin() as conn:
+        deleted = conn.execute(_DELETE, {"name": name}).mappings().one_or_none()
+        if deleted is None:
+            raise ConfigurationError(f"no heartbeat named {name!r}: `vigil heartbeat list` shows the names")
+        alerts = [dict(r) for r in conn.execute(_OPEN_ALERTS, {"name": name}).mappings().all()]
+        records = []
+        for alert in alerts:
+            record = alert_record(
+                alert["kind"], alert["subject"], since=alert["since"], severity="resolved",
+                value=0.0, observed_at=deleted["now"],
+            )  # fmt: skip
+            conn.execute(_RESOLVE, {"key": alert["key"], "since": alert["since"], "event_id": record["id"]})
+            records.append(record)
+        return publish(records) if records else []
 
 
 def system_beat(engine: Engine, name: str, *, every_s: float, grace_s: float, detail: dict[str, Any]) -> None:

@@ -57,6 +57,16 @@ OUTBOX_BY_AGE = PruneTarget("outbox", "created_at")
 RUNS = PruneTarget("runs", "started_at")
 DELIVERIES = PruneTarget("deliveries", "created_at", "status <> 'pending'")
 REVIEWS = PruneTarget("reviews", "decided_at", "status <> 'pending'")
+#: Decided slots; a buffered one still waits to fire.
+SCHEDULE_SLOTS = PruneTarget("schedule_slots", "decided_at", "status <> 'buffered'")
+#: Wakeups that fired (one-shot: no next slot); their slot rows go with them (ON DELETE CASCADE).
+FIRED_WAKEUPS = PruneTarget(
+    "schedules", "last_fire_at", "kind = 'wakeup' AND next_fire_at IS NULL AND buffered_slot_at IS NULL"
+)
+#: Watches that handed their match off or expired; armed and matched ones are still at work.
+FINISHED_WATCHES = PruneTarget(
+    "watches", "coalesce(handed_off_at, expired_at)", "state IN ('handed_off', 'expired')"
+)
 
 
 def delete_in_batches(
@@ -185,6 +195,9 @@ def prune_all(
         (RUNS, None),
         (DELIVERIES, None),
         (REVIEWS, None),
+        (SCHEDULE_SLOTS, None),
+        (FIRED_WAKEUPS, None),
+        (FINISHED_WATCHES, None),
     ]
     deleted: dict[str, int] = {}
     for target, on_batch in targets:

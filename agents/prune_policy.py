@@ -18,6 +18,12 @@ The other tables (each pruned by age in :mod:`agents.prune`):
   event processed again after its dedup window may emit the same outbox id once its outbox row is
   gone). :func:`retention_warnings` names settings that break this rule.
 - ``reviews``: only decided ones (``approved``/``rejected``); a pending item stays until decided.
+- what fired, kept as long as the runs it caused (the runs retention): ``schedule_slots`` decided
+  (fired or skipped, never a ``buffered`` slot still waiting), by ``decided_at`` (a scheduler
+  only looks at slots after the schedule's ``last_slot_at``, so an old claim is never needed
+  again); ``schedules`` rows of fired wakeups (one-shot, ``next_fire_at`` cleared), by
+  ``last_fire_at``, with their slots; ``watches`` finished (``handed_off`` or ``expired``), by the
+  time they finished. Cron, interval and ``--at`` schedules and armed or matched watches stay.
 
 Pure: no database client.
 """
@@ -74,6 +80,9 @@ class Retentions:
             "runs": prune_cutoff(now, self.runs),
             "deliveries": prune_cutoff(now, self.deliveries),
             "reviews": prune_cutoff(now, self.reviews),
+            "schedule_slots": prune_cutoff(now, self.runs),
+            "schedules": prune_cutoff(now, self.runs),  # fired wakeups only
+            "watches": prune_cutoff(now, self.runs),  # finished watches only
         }
 
 

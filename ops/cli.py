@@ -395,30 +395,51 @@ def drift_detect(
     stdin: Annotated[
         bool, typer.Option("--stdin", help='Read JSON lines from stdin: a number or {"value", "at"}.')
     ] = False,
+    topic: Annotated[
+        str | None,
+        typer.Option("--topic", help="A Debezium topic, cdc.<schema>.<table>: score --field of each change."),
+    ] = None,
+    field: Annotated[
+        str | None, typer.Option("--field", help="With --topic: the column of the after-image to score.")
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group", help="With --topic: consumer group (default vigil-drift-detect.<topic>.<field>)."
+        ),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", help='Poll Postgres: "SELECT observed_at, value FROM …" (time, then value).'),
+    ] = None,
+    every: Annotated[float, typer.Option("--every", help="With --query: seconds between polls.")] = 10.0,
+    max_samples: Annotated[
+        int | None, typer.Option("--max-samples", help="Stop after scoring this many samples.")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="name=value (repeatable).")] = None,
     window: Annotated[int | None, typer.Option("--window", help="Observations per window.")] = None,
     baseline_size: Annotated[int | None, typer.Option("--baseline-size")] = None,
     step: Annotated[int | None, typer.Option("--step", help="Observations between scores.")] = None,
 ) -> None:
     """Run the policy's detector over a metric stream and publish each detection to drift.events."""
-    from ops.drift_cli import detect_stdin
+    from ops.drift_cli import run_detect
 
-    if not stdin:
-        err_console.print(
-            "vigil drift detect reads metrics from --stdin only so far: the CDC-field and "
-            "Postgres-query sources have not landed yet; nothing was done."
-        )
-        raise typer.Exit(2)
-    detect_stdin(
+    run_detect(
         settings(),
-        sys.stdin,
+        stdin_lines=sys.stdin if stdin else None,
+        topic=topic,
+        field=field,
+        group=group,
+        query=query,
+        every=every,
+        max_samples=max_samples,
         source=source,
         metric=metric,
         labels=label or [],
         window=window,
         baseline_size=baseline_size,
         step=step,
-        out=print,
+        out=lambda line: print(line, flush=True),
     )
 
 
@@ -558,6 +579,14 @@ def heartbeat_list(as_json: JsonFlag = False) -> None:
     from ops.heartbeat_cli import list_all
 
     raise typer.Exit(0 if list_all(settings(), console, as_json=as_json) else 1)
+
+
+@heartbeat_app.command("remove")
+def heartbeat_remove(name: str) -> None:
+    """Remove the heartbeat NAME (a decommissioned job or agent) and resolve its open absence alert."""
+    from ops.heartbeat_cli import remove
+
+    remove(settings(), console, name)
 
 
 @review_app.command("list")

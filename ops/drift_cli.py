@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from streams.drift_detect import WindowedDetector
 from streams.drift_events import BaselineStats, drift_record
 from streams.drift_policy import load_policy
 from streams.drift_publish import DriftPublisher, publish_drift
+from streams.drift_sources import Sample, stdin_sample
 from streams.settings import Settings
 
 
@@ -49,9 +51,9 @@ def publish(
     )
 
 
-def detect_stdin(
+def detect(
     settings: Settings,
-    lines: Iterable[str],
+    samples: Iterable[Sample],
     *,
     source: str,
     metric: str,
@@ -61,8 +63,11 @@ def detect_stdin(
     step: int | None,
     out: Callable[[str], None],
 ) -> int:
-    """Run the policy's detector for (source, metric) over JSON lines (``{"value": v, "at": t}`` or a
-    bare number; ``at`` in epoch seconds, default now) and publish each detection; return how many."""
+    """Run the policy's detector for (source, metric) over ``(value, at)`` samples (``at`` in epoch
+    seconds) and publish each detection to drift.events; return how many were published.
+
+    Every source (stdin, a CDC field, a Postgres query) feeds this one loop.
+    """
     parsed = parse_labels(labels)
     rule = load_policy(settings.drift_policy).rule_for(source, metric)
     rule = replace(
@@ -71,13 +76,10 @@ def detect_stdin(
         baseline_size=baseline_size if baseline_size is not None else rule.baseline_size,
     )
     detector = WindowedDetector(rule, step=step)
-    publisher = DriftPublisher(stack.attach(settings))
+    publisher = DriftPublisher(settings)
     published = 0
     try:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            value, at = _observation(line, number)
+        for value, at in samples:
             found = detector.observe(value, at)
             if found is None:
                 continue
@@ -100,13 +102,86 @@ def detect_stdin(
     return published
 
 
-def _observation(line: str, number: int) -> tuple[float, float]:
-    try:
-        document = json.loads(line)
-        if isinstance(document, dict):
-            return float(document["value"]), float(document.get("at", time.time()))
-        return float(document), time.time()
-    except (ValueError, KeyError, TypeError) as exc:
+def stdin_samples(lines: Iterable[str]) -> Iterator[Sample]:
+    """Samples from JSON lines: a number or ``{"value": v, "at": epoch}`` (``at`` default now)."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield stdin_sample(line, number, time.time())
+
+
+def limited(samples: Iterator[Sample], max_samples: int | None, stop: threading.Event) -> Iterator[Sample]:
+    """At most ``max_samples`` samples (all when ``None``). After the last one was scored, ``stop`` is
+    set and the feed resumed once, so it records its progress (a committed offset) and ends."""
+    for count, sample in enumerate(samples, 1):
+        yield sample
+        if max_samples is not None and count >= max_samples:
+            stop.set()
+            for _ in samples:  # the feed sees ``stop`` and ends
+                pass
+            return
+
+
+def run_detect(
+    settings: Settings,
+    *,
+    stdin_lines: Iterable[str] | None,
+    topic: str | None,
+    field: str | None,
+    group: str | None,
+    query: str | None,
+    every: float,
+    max_samples: int | None,
+    source: str,
+    metric: str,
+    labels: Sequence[str],
+    window: int | None,
+    baseline_size: int | None,
+    step: int | None,
+    out: Callable[[str], None],
+) -> int:
+    """Pick the one source named (--stdin, --topic/--field or --query), feed it to :func:`detect`."""
+    from ops.drift_feeds import cdc_samples, default_group, query_samples
+
+    given = (("--stdin", stdin_lines), ("--topic", topic), ("--query", query))
+    chosen = [name for name, value in given if value is not None]
+    if len(chosen) != 1:
         raise ConfigurationError(
-            f'stdin line {number}: {exc}; write one JSON number or {{"value": v, "at": epoch}} a line'
-        ) from exc
+            "vigil drift detect needs one source: --stdin, --topic cdc.<schema>.<table> --field COLUMN, "
+            'or --query "SELECT observed_at, value FROM …"'
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
+        )
+    if (topic is None) != (field is None):
+        raise ConfigurationError("--topic and --field go together: the CDC topic and the column to score")
+    if group is not None and topic is None:
+        raise ConfigurationError("--group is the consumer group of --topic: give --topic too")
+    if max_samples is not None and max_samples < 1:
+        raise ConfigurationError("--max-samples must be at least 1")
+    resolved = stack.attach(settings)
+    stop = threading.Event()
+    samples: Iterator[Sample]
+    if stdin_lines is not None:
+        samples = stdin_samples(stdin_lines)
+    elif topic is not None and field is not None:
+        samples = cdc_samples(resolved, topic, field, group=group or default_group(topic, field), stop=stop)
+    else:
+        assert query is not None
+        samples = query_samples(resolved, query, every=every, stop=stop)
+    # A topic or query feed runs until stopped: SIGTERM and Ctrl-C end it cleanly (offsets committed).
+    # Reading stdin blocks, so there the signals keep their default behaviour.
+    handled = () if stdin_lines is not None else (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in handled}
+    try:
+        return detect(
+            resolved,
+            limited(samples, max_samples, stop),
+            source=source,
+            metric=metric,
+            labels=labels,
+            window=window,
+            baseline_size=baseline_size,
+            step=step,
+            out=out,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -1,8 +1,9 @@
-"""``vigil heartbeat expect|beat|list``: dead-man's switches for jobs outside Vigil.
+"""``vigil heartbeat expect|beat|list|remove``: dead-man's switches for jobs outside Vigil.
 
 ``expect NAME --every D --grace D`` declares that NAME beats every D; ``beat NAME`` beats it (a
 cron job ends with it, or ``curl -X POST …/heartbeat/NAME``); the worker's absence monitor raises
 one critical alert when a beat is ``grace`` late, and one ``resolved`` when beats return.
+``remove NAME`` forgets a decommissioned job and resolves its open alert.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from agents import heartbeats
 from agents.db import as_engine
 from ops.output import print_json, print_table
 from ops.services import stack
+from streams.drift_publish import DriftPublisher
 from streams.settings import Settings
 from streams.watch import parse_duration
 
@@ -72,3 +74,18 @@ def list_all(settings: Settings, console: Console, *, as_json: bool) -> bool:
             ],
         )
     return not any(e["state"] == "overdue" for e in entries)
+
+
+def remove(settings: Settings, console: Console, name: str) -> None:
+    """Remove heartbeat NAME; its open alert is resolved (published to drift.events) in the same step."""
+    resolved = stack.attach(settings)
+    engine = as_engine(resolved.require_database_url())
+    publisher = DriftPublisher(resolved)
+    try:
+        ids = heartbeats.remove(engine, name, publisher.publish_records)
+    finally:
+        publisher.close()
+        engine.dispose()
+    console.print(f"heartbeat {name}: removed")
+    for event_id in ids:
+        console.print(f"  its open alert is resolved: {event_id}")

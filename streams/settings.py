@@ -121,7 +121,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Days a published outbox row is kept (only sent rows are pruned while the worker relays).",
     )
-    runs_retention_days: float = Field(30.0, gt=0, description="Days vigil.runs records are kept.")
+    runs_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days vigil.runs records are kept, and what fired them: decided schedule slots, "
+        "fired wakeups, finished watches.",
+    )
     deliveries_retention_days: float = Field(
         30.0,
         gt=0,

@@ -1,6 +1,7 @@
 """Pruning in the real Postgres: processed_events (retention, the uncommitted-offset bound, batches,
 tombstones in the ledger topic), and the sent outbox rows, runs, finished deliveries and decided
-reviews by their own retentions."""
+reviews by their own retentions; decided schedule slots, fired wakeups and finished watches by the
+runs retention."""
 
 from __future__ import annotations
 
@@ -111,6 +112,40 @@ def _seed_other_tables(database_url: str) -> None:
                     f"VALUES (gen_random_uuid(), %s, 'e', gen_random_uuid(), 'r', %s, {ago}, {decided})",
                     (f"{status}-{age}", status),
                 )
+            _seed_schedules(conn, age, ago)
+
+
+def _seed_schedules(conn: psycopg.Connection[tuple[object, ...]], age: int, ago: str) -> None:
+    """A cron schedule with a fired, a skipped and a buffered slot; a fired and a pending wakeup (a
+    slot each); a fired one-shot --at schedule; a watch in each state."""
+    soon = "now() + interval '1 hour'"
+    conn.execute(
+        "INSERT INTO vigil.schedules (id, kind, expression, next_fire_at, last_fire_at) VALUES "
+        f"('cron-{age}', 'cron', '* * * * *', {soon}, {ago}), "
+        f"('at-{age}', 'at', 'x', NULL, {ago}), "
+        f"('wakeup-fired-{age}', 'wakeup', 'x', NULL, {ago}), "
+        f"('wakeup-pending-{age}', 'wakeup', 'x', {ago}, NULL)"
+    )
+    conn.execute(
+        "INSERT INTO vigil.schedule_slots (schedule, slot_time, status, decided_at) VALUES "
+        f"('cron-{age}', {ago}, 'fired', {ago}), "
+        f"('cron-{age}', {ago} + interval '1 minute', 'skipped_overlap', {ago}), "
+        f"('cron-{age}', {ago} + interval '2 minutes', 'buffered', {ago}), "
+        f"('wakeup-fired-{age}', {ago}, 'fired', {ago})"
+    )
+    for state, finished in (
+        ("handed_off", "handed_off_at"),
+        ("expired", "expired_at"),
+        ("armed", None),
+        ("matched", None),
+    ):
+        columns = f", {finished}" if finished else ""
+        values = f", {ago}" if finished else ""
+        conn.execute(
+            f"INSERT INTO vigil.watches (name, topic, predicate, deadline, agent, state, created_at{columns}) "
+            f"VALUES (%s, 't', 'true', {ago}, 'a', %s, {ago}{values})",
+            (f"{state}-{age}", state),
+        )
 
 
 def _left(database_url: str) -> dict[str, set[str]]:
@@ -119,6 +154,9 @@ def _left(database_url: str) -> dict[str, set[str]]:
         "runs": "SELECT agent FROM vigil.runs",
         "deliveries": "SELECT sink FROM vigil.deliveries",
         "reviews": "SELECT agent FROM vigil.reviews",
+        "schedule_slots": "SELECT schedule || '/' || status FROM vigil.schedule_slots",
+        "schedules": "SELECT id FROM vigil.schedules",
+        "watches": "SELECT name FROM vigil.watches",
     }
     with psycopg.connect(database_url) as conn:
         return {table: {row[0] for row in conn.execute(sql).fetchall()} for table, sql in queries.items()}
@@ -131,13 +169,23 @@ def test_old_sent_outbox_rows_runs_finished_deliveries_and_decided_reviews_are_p
     _seed_other_tables(fresh_database)
     retentions = Retentions.from_days(processed=7, outbox=7, runs=30, deliveries=30, reviews=30)
     deleted = prune_all(engine, retentions, producer=None, worker_relays_outbox=True, batch_size=1)
-    assert deleted == {"processed_events": 0, "outbox": 1, "runs": 3, "deliveries": 2, "reviews": 2}
+    assert deleted == {
+        "processed_events": 0, "outbox": 1, "runs": 3, "deliveries": 2, "reviews": 2,
+        "schedule_slots": 3, "schedules": 1, "watches": 2,
+    }  # fmt: skip
     assert _left(fresh_database) == {
         "outbox": {"sent-2", "unsent-2", "unsent-40"},  # an unsent row is never pruned
         "runs": {"succeeded-2", "failed-2", "running-2"},
         "deliveries": {"delivered-2", "failed-2", "pending-2", "pending-40"},
         "reviews": {"approved-2", "rejected-2", "pending-2", "pending-40"},
-    }
+        # a buffered slot still waits to fire; the fired wakeup's slot went (by age) before the wakeup
+        "schedule_slots": {"cron-40/buffered", "cron-2/fired", "cron-2/skipped_overlap", "cron-2/buffered",
+                           "wakeup-fired-2/fired"},
+        # cron and --at schedules are the user's; a pending wakeup has yet to fire
+        "schedules": {"cron-40", "at-40", "wakeup-pending-40", "cron-2", "at-2", "wakeup-fired-2",
+                      "wakeup-pending-2"},
+        "watches": {"armed-40", "matched-40", "handed_off-2", "expired-2", "armed-2", "matched-2"},
+    }  # fmt: skip
     assert prune_all(engine, retentions, producer=None, worker_relays_outbox=True) == dict.fromkeys(
         deleted, 0
     )
@@ -150,8 +198,13 @@ def test_when_debezium_relays_outbox_rows_go_by_age_and_retentions_are_per_table
     _seed_other_tables(fresh_database)
     retentions = Retentions.from_days(processed=7, outbox=1, runs=1, deliveries=60, reviews=1)
     deleted = prune_all(engine, retentions, producer=None, worker_relays_outbox=False)
-    assert deleted == {"processed_events": 0, "outbox": 4, "runs": 6, "deliveries": 0, "reviews": 4}
+    assert deleted == {
+        "processed_events": 0, "outbox": 4, "runs": 6, "deliveries": 0, "reviews": 4,
+        "schedule_slots": 6, "schedules": 2, "watches": 4,
+    }  # fmt: skip
     left = _left(fresh_database)
+    assert left["watches"] == {"armed-40", "matched-40", "armed-2", "matched-2"}
+    assert left["schedule_slots"] == {"cron-40/buffered", "cron-2/buffered"}
     assert left["outbox"] == set() and left["runs"] == set()
     assert left["reviews"] == {"pending-2", "pending-40"}
     assert len(left["deliveries"]) == 6

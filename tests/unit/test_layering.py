@@ -38,6 +38,7 @@ PURE_MODULES = [
     "streams/drift_stats.py",
     "streams/drift_policy.py",
     "streams/drift_detect.py",
+    "streams/drift_sources.py",
     "streams/drift_events.py",
     "streams/drift_router.py",
     "streams/drift_ingest.py",

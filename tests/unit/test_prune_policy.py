@@ -45,7 +45,19 @@ def test_each_table_gets_its_own_cutoff_and_only_processed_events_is_held_back()
         "runs": NOW - timedelta(days=30),
         "deliveries": NOW - timedelta(days=30),
         "reviews": NOW - timedelta(days=14),
+        "schedule_slots": NOW - timedelta(days=30),
+        "schedules": NOW - timedelta(days=30),
+        "watches": NOW - timedelta(days=30),
     }
+
+
+def test_what_fired_is_kept_as_long_as_the_runs_it_caused() -> None:
+    retentions = Retentions.from_days(processed=7, outbox=7, runs=2, deliveries=30, reviews=30)
+    cutoffs = retentions.cutoffs(
+        NOW, NOW - timedelta(days=9)
+    )  # the unacked bound holds back only processed rows
+    assert {cutoffs[t] for t in ("schedule_slots", "schedules", "watches")} == {NOW - timedelta(days=2)}
+    assert cutoffs["runs"] == NOW - timedelta(days=2)
 
 
 def test_the_default_retentions_keep_deliveries_past_every_redelivery_window() -> None:
