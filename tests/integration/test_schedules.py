@@ -169,7 +169,7 @@ def test_two_schedulers_and_a_one_second_cron_for_30s_give_exactly_one_tick_per_
         wait_until(lambda: len(slots(fresh_database, name)) >= 30, 150, "30 slots decided", proc, log)
         vigil(stack, fresh_database, "schedule", "pause", name)
         decided = slots(fresh_database, name)
-        wait_until(lambda: len(runs(fresh_database, name)) >= len(decided), 60, "every tick run", proc, log)
+        wait_until(lambda: len(runs(fresh_database, name)) >= len(decided), 150, "every tick run", proc, log)
     finally:
         for proc, _log in workers:
             stop(proc)
