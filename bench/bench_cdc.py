@@ -24,6 +24,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from psycopg import sql
 
+from bench import procs
 from bench.common import BenchContext, Measurement, percentile
 from connectors.config import derive_connector, load_connector_file
 from connectors.connect_client import ConnectClient
@@ -123,7 +124,7 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
     client.put_config(for_connect(spec, url))
     reader = _Reader(settings, f"cdc.public.{table}")
     try:
-        _wait_slot(url, spec.slot_name)
+        procs.wait_slot_active(url, spec.slot_name)
         reader.start()
         _insert(url, table, 1, warmup)  # a running connector's JVM is warm
         reader.wait_for(warmup, timeout=300)
@@ -178,19 +179,6 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
         ),
         Measurement(BENCH, VARIANT, "latency p99 @ steady", percentile(latencies, 0.99), "ms"),
     ]
-
-
-def _wait_slot(url: str, slot: str, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.time() < deadline:
-            row = conn.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone()
-            if row is not None and row[0]:
-                return
-            time.sleep(0.3)
-    raise RuntimeError(f"replication slot {slot} never became active")
 
 
 def _cleanup(url: str, slot: str, publication: str, name: str, table: str) -> None:

@@ -26,7 +26,6 @@ other partitions and interleave differently in each run.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
+from bench import procs
 from bench.common import BenchContext, Measurement
 from bench.procs import cpu_seconds as _cpu_seconds
 from bench.procs import drop_database as _drop_database
@@ -177,7 +177,7 @@ def _run_loop(settings: Settings, topic: str, n: int, tag: str, logdir: Path) ->
             outcome = _measure(LOOP, committed, n, proc, log, timeout=120 + n / 500)
             outcome.cpu = _cpu_seconds(proc.pid)
         finally:
-            _stop(proc)
+            procs.stop(proc)
         outcome.routed = {tier: _end_offsets(offsets, t) for tier, t in tiers.items()}
         return outcome
     finally:
@@ -226,7 +226,7 @@ def _run_vigil(settings: Settings, topic: str, n: int, tag: str, logdir: Path) -
                 outcome = _measure(VIGIL_1, decisions, n, proc, log, timeout=120 + n / 20)
                 outcome.cpu = _cpu_seconds(proc.pid)
             finally:
-                _stop(proc)
+                procs.stop(proc)
             rows = conn.execute(
                 "SELECT coalesce(tier, 'none'), count(*) FROM vigil.drift_decisions GROUP BY 1"
             ).fetchall()
@@ -258,16 +258,6 @@ def _measure(
         if now - spawned > timeout:
             raise RuntimeError(f"{label}: only {done}/{n} after {timeout:.0f}s:\n{_tail(log)}")
         time.sleep(max(0.0, POLL_S - (time.monotonic() - now)))
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _end_offsets(consumer: Consumer, topic: str) -> int:

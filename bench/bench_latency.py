@@ -168,7 +168,7 @@ def _run_variant(
             topic = f"{spec.topic_prefix}.public.{source}"
             ensure_topics(settings, [TopicSpec(topic, "bench_latency source", 1)])
             client.put_config(for_connect(spec, db_url))
-            _wait_slot(db_url, spec.slot_name)
+            procs.wait_slot_active(db_url, spec.slot_name)
             env = procs.worker_env(
                 settings,
                 home=logdir,
@@ -320,16 +320,3 @@ def _wait_sunk(
                 f"{label}: stuck at {done}/{count} sink rows for {stall:.0f}s:\n{procs.tail(log)}"
             )
         time.sleep(0.2)
-
-
-def _wait_slot(url: str, slot: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone()
-            if row is not None and row[0]:
-                return
-            time.sleep(0.3)
-    raise RuntimeError(f"replication slot {slot} never became active")

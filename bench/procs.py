@@ -216,3 +216,17 @@ def measure_rate(
             print(f"    {label}: {done:,}/{n:,}", flush=True)
             last_print = now
         time.sleep(max(0.0, poll - (time.monotonic() - now)))
+
+
+def wait_slot_active(url: str, slot: str, timeout: float = 120.0) -> None:
+    """Wait until a connector streams from ``slot``: from then on no change is missed."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is not None and row[0]:
+                return
+            time.sleep(0.3)
+    raise RuntimeError(f"replication slot {slot} never became active")
