@@ -516,8 +516,6 @@ def test_a_failed_task_is_restarted_by_apply(stack: Settings) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE public.{table} (id int PRIMARY KEY)")
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (spec.slot_name,))
-        # Before the holder starts: its pgoutput session must find the publication it names.
-        conn.execute(f'CREATE PUBLICATION "{spec.publication_name}" FOR TABLE public.{table}')
     # Another client holds the slot: the connector's task cannot stream from it.
     holder = subprocess.Popen(
         [
@@ -538,6 +536,8 @@ def test_a_failed_task_is_restarted_by_apply(stack: Settings) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'CREATE PUBLICATION "{spec.publication_name}" FOR TABLE public.{table}')
         _wait_slot_active(url, spec.slot_name, True)
         applied.apply()
         failed = _wait_status(applied, spec.name, lambda h: "failed tasks" in h["detail"])
