@@ -42,7 +42,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -55,7 +54,8 @@ from bench.peers.work import EVENT_ID_HEADER
 from bench.procs import cpu_seconds as _cpu_seconds
 from bench.procs import drop_database as _drop_database
 from bench.procs import fresh_database as _fresh_database
-from bench.procs import ledger_window
+from bench.procs import ledger_window, log_dir
+from bench.procs import stop as _stop
 from bench.procs import tail as _tail
 from streams.catalog import TopicSpec
 from streams.kafka import make_producer
@@ -139,8 +139,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     load = os.getloadavg()
     ensure_topics(settings, [TopicSpec(topic, "bench_agents input", PARTITIONS)])
     size = _produce(settings, topic, n, tag)
-    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-agents-"))
-    logdir.chmod(0o755)
+    logdir = log_dir("vigil-bench-agents-")
     outcomes: dict[str, Outcome] = {}
     for variant in chosen_variants():
         try:
@@ -212,14 +211,14 @@ def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: 
         outcome = _measure(db_url, agent, n, procs)
         outcome.cpu = {str(p.pid): _cpu_seconds(p.pid) for p, _ in procs}
         if profiler is not None:
-            _stop_profiler(profiler)
+            _stop(profiler, signal.SIGINT, 60)  # py-spy writes its file when interrupted
             profiler = None
             outcome.profile = top_frames(profile.read_text() if profile.exists() else "")
         _check_exactly_once(db_url, agent, n, variant.label)
         return outcome
     finally:
         if profiler is not None:
-            _stop_profiler(profiler)
+            _stop(profiler, signal.SIGINT, 60)  # py-spy writes its file when interrupted
         for proc, _ in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -493,17 +492,6 @@ def _start_profiler(pid: int, output: Path, log: Path) -> subprocess.Popen[bytes
     ]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
-    """py-spy writes its file when interrupted."""
-    if profiler.poll() is None:
-        profiler.send_signal(signal.SIGINT)
-    try:
-        profiler.wait(60)
-    except subprocess.TimeoutExpired:
-        profiler.kill()
-        profiler.wait()
 
 
 def _verdict(ratio: float, target: float) -> str:

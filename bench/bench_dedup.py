@@ -22,7 +22,6 @@ Target (issue #14): 100% duplicates cost ≤ 0.5x a fresh event (aim ≤ 0.3x).
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +66,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     settings = ctx.settings()
     n = max(1000, int(EVENTS * ctx.scale))
     tag = "bu" + uuid.uuid4().hex[:8]
-    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-dedup-"))
-    logdir.chmod(0o755)
+    logdir = procs.log_dir("vigil-bench-dedup-")
     topics = {phase.slug: f"bench.dedup.{tag}.{phase.slug}" for phase in PHASES}
     ensure_topics(settings, [TopicSpec(t, "bench_dedup input", PARTITIONS) for t in topics.values()])
     for phase in PHASES:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -84,8 +83,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     load = os.getloadavg()
     ensure_topics(settings, [TopicSpec(topic, "bench_drift input", PARTITIONS)])
     size = _produce(settings, topic, n, tag)
-    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-drift-"))
-    logdir.chmod(0o755)
+    logdir = procs.log_dir("vigil-bench-drift-")
     outcomes = {
         LOOP: _run_loop(settings, topic, n, tag, logdir),
         VIGIL_1: _run_vigil(settings, topic, n, tag, logdir),

@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -105,8 +104,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     rate = float(os.environ.get("VIGIL_BENCH_LATENCY_RATE", "1000"))
     seconds = max(5.0, 20.0 * ctx.scale)
     tag = "bl" + uuid.uuid4().hex[:8]
-    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-latency-"))
-    logdir.chmod(0o755)
+    logdir = procs.log_dir("vigil-bench-latency-")
     outcomes: dict[str, Outcome] = {}
     wanted = {v.strip() for v in os.environ.get("VIGIL_BENCH_VARIANTS", "").split(",") if v.strip()}
     for variant in (v for v in VARIANTS if v.slug in wanted or (not wanted and v.slug not in OPT_IN)):

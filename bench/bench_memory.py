@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -47,8 +46,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
     tag = "bm" + uuid.uuid4().hex[:8]
     topic = f"bench.memory.{tag}"
     agent = "bench-memory"
-    logdir = Path(tempfile.mkdtemp(prefix="vigil-bench-memory-"))
-    logdir.chmod(0o755)
+    logdir = procs.log_dir("vigil-bench-memory-")
     log = logdir / "worker.log"
     ensure_topics(settings, [TopicSpec(topic, "bench_memory input", PARTITIONS)])
     print(f"  producing {n1:,} events …", flush=True)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,11 +100,12 @@ def spawn_worker(module: str, env: Mapping[str, str], log: Path) -> subprocess.P
     return spawn([str(VIGIL), "worker", "-A", module], env, log)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Ask ``proc`` to stop with ``signum``; kill it after ``timeout`` seconds."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
     try:
-        proc.wait(30)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -230,3 +232,10 @@ def wait_slot_active(url: str, slot: str, timeout: float = 120.0) -> None:
                 return
             time.sleep(0.3)
     raise RuntimeError(f"replication slot {slot} never became active")
+
+
+def log_dir(prefix: str) -> Path:
+    """A folder for a benchmark's process logs and homes (readable by the postgres user)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
