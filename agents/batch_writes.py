@@ -136,7 +136,7 @@ async def write_runs(driver: Any, agent: str, runs: Sequence[RunRecord]) -> None
                     run.started_at,
                     run.finished_at,
                     run.error,
-                    json.dumps(run.trace, default=str),
+                    json.dumps(run.trace, default=str) if run.trace else "[]",
                 )
             )
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from schemas.errors import DecodeError, OutputError
 from streams import headers
@@ -93,8 +97,27 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} has no JSON form")
 
 
+#: orjson hands what json would give to ``_json_default`` to it too, so both write the same text.
+#: A number (after ``:``, ``,`` or ``[``) below 1e-4, which orjson and json spell differently; inside a
+#: string it only costs the slower path.
+_SMALL_FLOAT = re.compile(rb"[:,\[]-?(?:[0-9.]+e-|0\.0000)")
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
 def dumps_payload(payload: Any) -> str:
     """An outbox payload as compact JSON text; :class:`OutputError` naming the value JSON cannot hold."""
+    # orjson first (~10x faster), for the same text. Where the two differ json writes it: orjson
+    # writes NaN and infinities as null (json refuses them), spells floats below 1e-4 its own way
+    # (1.5e-7 or 0.00005 for json's 1.5e-07, 5e-05), and refuses what json accepts (non-string
+    # keys, integers past 64 bits).
+    try:
+        fast = orjson.dumps(payload, default=_json_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        fast = None
+    if fast is not None and b"null" not in fast and _SMALL_FLOAT.search(fast) is None:
+        return fast.decode("utf-8")
     try:
         return json.dumps(
             payload, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
@@ -105,9 +128,19 @@ def dumps_payload(payload: Any) -> str:
 
 def check_aggregatetype(aggregatetype: str) -> None:
     """Refuse an ``aggregatetype`` whose outbox topic Kafka would not accept."""
-    problem = topic_name_problem(outbox_topic(aggregatetype))
+    problem = (
+        _aggregatetype_problem(aggregatetype)
+        if type(aggregatetype) is str
+        else topic_name_problem(outbox_topic(aggregatetype))
+    )
     if problem is not None:
         raise OutputError(f"aggregatetype {aggregatetype!r} does not make a valid outbox topic: {problem}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _aggregatetype_problem(aggregatetype: str) -> str | None:
+    """Checked once per name: an agent emits the same few aggregatetypes for every event."""
+    return topic_name_problem(outbox_topic(aggregatetype))
 
 
 def encode_payload(payload: Any) -> bytes | None:

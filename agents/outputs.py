@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
@@ -23,6 +22,7 @@ from schemas.errors import OutputError, RetryableError
 from streams import headers
 from streams.catalog import DLQ, PROCESSED_EVENTS
 from streams.deadletter import dead_letter
+from streams.ledger_records import Processed, encode_processed
 from streams.produce import Outgoing, produce_and_flush
 from streams.views import EVENT_ID_HEADER, TRACE_ID_HEADER, MessageParts
 
@@ -160,30 +160,32 @@ class KafkaOutputs:
         statuses.update((e, "succeeded") for e in result.succeeded)
         statuses.update((e, "review") for e in result.rejected)
         statuses.update((e, "dead_lettered") for e in result.dead_lettered)
-        now = datetime.now(UTC)
+        done: list[Item] = []
+        rows: list[Processed] = []
         for item in items:
             status = statuses.pop(item.event_id, None)
             if status is None:
                 continue
-            record: dict[str, Any] = {
-                "agent": agent,
-                "event_id": item.event_id,
-                "run_id": str(result.run_ids.get(item.event_id, "")),
-                "status": status,
-                "processed_at": now,
-                "source_topic": item.parts.topic,
-                "source_partition": item.parts.partition,
-                "source_offset": item.parts.offset,
-                "installation": self.installation,
-            }
-            self.producer.produce(
+            parts = item.parts
+            run_id = result.run_ids.get(item.event_id)
+            rows.append(
+                Processed(
+                    item.event_id, str(run_id or ""), status, parts.topic, parts.partition, parts.offset
+                )
+            )
+            done.append(item)
+        values = encode_processed(self.codec, agent, self.installation, datetime.now(UTC), rows)
+        installation = (headers.INSTALLATION, self.installation.encode())
+        produce = self.producer.produce
+        for item, value in zip(done, values, strict=True):
+            produce(
                 PROCESSED_EVENTS,
                 key=f"{agent}/{item.event_id}".encode(),
-                value=self.codec.encode("ProcessedEvent", record),
+                value=value,
                 headers=[
                     (EVENT_ID_HEADER, item.event_id.encode()),
                     (TRACE_ID_HEADER, item.view.trace_id.encode()),
-                    (headers.INSTALLATION, self.installation.encode()),
+                    installation,
                 ],
             )
         self.producer.poll(0)

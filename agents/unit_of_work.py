@@ -306,19 +306,22 @@ class UnitOfWork:
         started = _now()
         try:
             await self.spec.handler(item.view, ctx)
-            await writes.flush()
+            if writes.used:
+                await writes.flush()
             reason = _verdict(self.spec.validate(item.view, ctx.output)) if self.spec.validate else None
         except Exception as exc:
             return await self._failed(item, writes, exc)
-        try:
-            # Vigil's own look-up: an unreachable broker here is the infrastructure's, and propagates.
-            await self.outputs.check_sends(ctx.output.sends)
-        except OutputError as exc:
-            return await self._failed(item, writes, exc)
+        if ctx.output.sends:
+            try:
+                # Vigil's own look-up: an unreachable broker here is the infrastructure's, and propagates.
+                await self.outputs.check_sends(ctx.output.sends)
+            except OutputError as exc:
+                return await self._failed(item, writes, exc)
         if reason is not None:
             await _undo(writes, None)
             return Rejected(reason, ctx.output, started, _now())
-        await writes.keep()
+        if writes.used:
+            await writes.keep()
         return Succeeded(ctx.output, started, _now())
 
     async def _failed(self, item: Item, writes: EventWrites, error: Exception) -> Failed:

@@ -42,7 +42,7 @@ from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_pr
 from streams.lag import group_lag, lag_probe
 from streams.logs import apply_log_levels
 from streams.settings import Settings
-from streams.views import MessageParts, addressed_elsewhere, headers_to_dict, view_of
+from streams.views import EVENT_ID_HEADER, MessageParts, addressed_elsewhere, headers_to_dict, view_of
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,19 @@ async def run_batch(
     """Decode, skip known ids, run the unit of work, publish the ledger records. Does not ack."""
     items: list[Item] = []
     skipped = 0
+    topic_ids = runtime.topic_ids
+    known = runtime.table.known
     for message in messages:
-        parts = parts_of(message, await runtime.topic_id(message.topic))
+        topic = message.topic
+        topic_id = topic_ids[topic] if topic in topic_ids else await runtime.topic_id(topic)
+        parts = parts_of(message, topic_id)
+        # A duplicate that names its id in a header is skipped before it is decoded: a redelivered
+        # or replayed batch costs little more than reading it.
+        header_id = parts.headers.get(EVENT_ID_HEADER)
+        if header_id and known(spec.name, header_id.decode("utf-8", errors="replace")):
+            runtime.count("skipped_by_ledger", 1)
+            skipped += 1
+            continue
         try:
             view = view_of(parts, runtime.outputs.codec)
         except PoisonError as exc:
@@ -216,7 +227,7 @@ async def run_batch(
         if addressed_elsewhere(view, spec.name):
             runtime.count("ticks_for_others", 1)
             continue
-        if runtime.table.known(spec.name, view.event_id):
+        if known(spec.name, view.event_id):
             runtime.count("skipped_by_ledger", 1)
             skipped += 1
             continue

@@ -18,9 +18,12 @@ else ``<topic>/<partition>/<offset>``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from schemas.codec import Codec
 from schemas.errors import PoisonError
@@ -36,6 +39,8 @@ EVENT_ID_HEADER = headers.EVENT_ID
 TRACE_ID_HEADER = headers.TRACE_ID
 
 Headers = Mapping[str, bytes]
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ def headers_to_dict(
     """Kafka headers as a dict (the last value wins for a repeated name)."""
     if headers is None:
         return {}
+    if type(headers) is list or type(headers) is tuple:  # what the consumers hand over: no ABC check
+        return {name: (value or b"") for name, value in headers}
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {name: (value or b"") for name, value in items}
 
@@ -124,6 +131,19 @@ class RecordEvent(EventView):
 
 
 def _parse_json(data: bytes) -> Any:
+    # orjson parses the common case (UTF-8 JSON) about 8x faster than json, to the same values.
+    # What it refuses that json accepts (NaN and Infinity literals, integers past 64 bits, a BOM,
+    # UTF-16/32) goes the old way, so the result, and what counts as poison, stay json's. A run of
+    # 19 digits may be such an integer (or only look like one, inside a string): json reads it too.
+    if _LONG_NUMBER.search(data) is None:  # orjson turns an integer past 64 bits into a float
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return _parse_json_slowly(data)
+
+
+def _parse_json_slowly(data: bytes) -> Any:
     # json.loads(bytes) sniffs the encoding in Python first (~4 µs an event in the worker's profile).
     # UTF-8 without a BOM is the norm: decode it directly; anything else keeps json's own detection.
     try:

@@ -1,0 +1,54 @@
+"""A batch's ledger records, put together from bytes, are what the codec makes of each: no broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.codec import Codec
+from streams.ledger_records import SCHEMA, Processed, encode_processed
+
+ROWS = [
+    Processed("e-1", "5f0c2b1e-0000-4000-8000-000000000001", "succeeded", "orders", 0, 0),
+    Processed("é/ünïcode \u2028", "", "review", "cdc.public.orders", 2, 2**40),
+    Processed("x" * 300, "r", "dead_lettered", "orders", 2**31 - 1, 2**63 - 1),
+    Processed("e-4", "r4", "succeeded", "t" * 200, 1, 127),
+]
+
+
+def _each_by_the_codec(codec: Codec, at: datetime, rows: list[Processed]) -> list[bytes]:
+    return [
+        codec.encode(
+            SCHEMA,
+            {
+                "agent": "agent-1",
+                "event_id": r.event_id,
+                "run_id": r.run_id,
+                "status": r.status,
+                "processed_at": at,
+                "source_topic": r.topic,
+                "source_partition": r.partition,
+                "source_offset": r.offset,
+                "installation": "inst",
+            },
+        )
+        for r in rows
+    ]
+
+
+@pytest.mark.parametrize("registry", [None, "mock://ledger-records"])
+@pytest.mark.parametrize(
+    "at", [datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, tzinfo=UTC)]
+)
+def test_a_batch_is_encoded_as_the_codec_encodes_each_record(registry: str | None, at: datetime) -> None:
+    codec = Codec.from_registry_url(registry)
+    for rows in (ROWS, ROWS[1:], ROWS[:1]):
+        assert encode_processed(codec, "agent-1", "inst", at, rows) == _each_by_the_codec(codec, at, rows)
+    assert encode_processed(codec, "agent-1", "inst", at, []) == []
+    decoded = codec.decode(encode_processed(codec, "agent-1", "inst", at, ROWS)[2]).record
+    assert (decoded["event_id"], decoded["status"], decoded["source_offset"]) == (
+        "x" * 300,
+        "dead_lettered",
+        2**63 - 1,
+    )
