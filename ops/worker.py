@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 import faust
+import mode.loop
 
 from agents import drift
 from agents.api import AgentSpec, load_modules
@@ -39,6 +40,9 @@ def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[
 
 def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     """Run the worker in the foreground until SIGTERM or Ctrl-C."""
+    # uvloop, before anything makes a loop: Faust's per-message path is mostly event-loop work
+    # (tasks, futures, callbacks), which uvloop does in C.
+    mode.loop.use("uvloop")
     resolved, specs = prepare(settings, modules)
     apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
