@@ -47,6 +47,12 @@ class Metrics:
             ["agent"],
             registry=r,
         )
+        self.skipped_by_ledger = Counter(
+            "vigil_events_skipped_by_ledger",
+            "Of those, events the in-memory ledger skipped without asking Postgres.",
+            ["agent"],
+            registry=r,
+        )
         self.dead_lettered = Counter(
             "vigil_events_dead_lettered", "Events sent to vigil.dlq.", ["agent"], registry=r
         )
@@ -97,10 +103,12 @@ class Metrics:
         dead_lettered: int,
         rejected: int,
         timestamps_ms: Sequence[int],
+        skipped_by_ledger: int = 0,
     ) -> None:
         self.consumed.labels(agent).inc(consumed)
         self.processed.labels(agent).inc(processed)
         self.duplicates.labels(agent).inc(duplicates)
+        self.skipped_by_ledger.labels(agent).inc(skipped_by_ledger)
         self.dead_lettered.labels(agent).inc(dead_lettered)
         self.rejected.labels(agent).inc(rejected)
         if consumed:

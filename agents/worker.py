@@ -132,6 +132,24 @@ class WorkerRuntime:
             self.topic_ids[topic] = found.get(topic)
         return self.topic_ids[topic]
 
+    async def ledger_read(self) -> None:
+        """Wait until the ledger reader has read ``vigil.processed-events`` to its end, or for
+        ``ledger_wait_s``: events replayed or redelivered at start are then skipped from memory, not
+        claimed again in Postgres one batch at a time. Correctness never depends on it."""
+        ledger, wait_s = self.ledger, self.settings.ledger_wait_s
+        if ledger is None or ledger.caught_up.is_set() or wait_s <= 0:
+            return
+        log.info(
+            "waiting up to %.0f s for the ledger of processed events (%d keys read)", wait_s, len(self.table)
+        )
+        if not await asyncio.to_thread(ledger.caught_up.wait, wait_s):
+            log.warning(
+                "the ledger of processed events was not read within %.0f s (%d keys so far); starting "
+                "anyway: Postgres checks the events it has not told yet (VIGIL_LEDGER_WAIT_S)",
+                wait_s,
+                len(self.table),
+            )
+
     def start(self) -> None:
         self.started_at = asyncio.get_running_loop().time()
         if self.ledger is not None:
@@ -235,7 +253,7 @@ async def run_batch(
     if not items:
         runtime.metrics.observe_batch(
             spec.name, consumed=len(messages), processed=0, duplicates=skipped, dead_lettered=0,
-            rejected=0, timestamps_ms=[],
+            rejected=0, timestamps_ms=[], skipped_by_ledger=skipped,
         )  # fmt: skip
         return
     batch_key = id(items)
@@ -261,12 +279,14 @@ async def run_batch(
         dead_lettered=len(result.dead_lettered),
         rejected=len(result.rejected),
         timestamps_ms=stamps,
+        skipped_by_ledger=skipped,
     )
 
 
 def _agent_body(app: faust.App, spec: AgentSpec, runtime: WorkerRuntime) -> Callable[[Any], Awaitable[None]]:
     async def process(stream: Any) -> None:
         uow = UnitOfWork(spec, runtime.engine, runtime.outputs)
+        await runtime.ledger_read()
         async for events in stream.noack_take(spec.batch_size, within=0.05):
             try:
                 await run_batch(spec, uow, runtime, [event.message for event in events])

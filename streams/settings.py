@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     processed_table_size: int = Field(
         1_000_000, ge=0, description="Keys of the worker's in-memory processed-events table (0: none)."
     )
+    ledger_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "Seconds an agent waits at start for the worker to read vigil.processed-events (its fast "
+            "dedup path), as Kafka Streams restores state before processing; then it starts anyway and "
+            "Postgres checks what the ledger has not told yet (0: do not wait)."
+        ),
+    )
     relay_unhealthy_after_s: float = Field(
         60.0,
         gt=0,
