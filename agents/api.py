@@ -35,7 +35,10 @@ class AgentSpec:
     validate: Validator | None = None
     concurrency: int = 1
     retries: int = 3
-    batch_size: int = 500
+    #: Events per transaction at most, and how long a batch waits for more; None: the worker's
+    #: ``VIGIL_BATCH_SIZE`` and ``VIGIL_BATCH_WINDOW_MS``.
+    batch_size: int | None = None
+    batch_window_ms: float | None = None
     #: Failed (dead-lettered) runs in a row that raise a critical alert; None: the worker's default.
     alert_after_failures: int | None = None
 
@@ -50,7 +53,8 @@ def agent(
     validate: Validator | None = None,
     concurrency: int = 1,
     retries: int = 3,
-    batch_size: int = 500,
+    batch_size: int | None = None,
+    batch_window_ms: float | None = None,
     alert_after_failures: int | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` as an agent subscribed to ``topics``.
@@ -58,15 +62,20 @@ def agent(
     ``retries`` is how many times a raising handler is tried in all before its event is
     dead-lettered; ``concurrency`` is the number of Faust actors (ordering is per actor);
     ``alert_after_failures`` runs dead-lettered in a row raise one critical alert (default
-    ``VIGIL_ALERT_AFTER_FAILURES``, 3), resolved by the next success.
+    ``VIGIL_ALERT_AFTER_FAILURES``, 3), resolved by the next success. ``batch_size`` events at most
+    share a transaction, and a batch is taken once it is full or ``batch_window_ms`` after the last
+    one (defaults ``VIGIL_BATCH_SIZE`` and ``VIGIL_BATCH_WINDOW_MS``): a shorter window lowers
+    latency, a longer one lets batches grow under load.
     """
     topic_list = (topics,) if isinstance(topics, str) else tuple(topics)
     if not topic_list:
         raise ConfigurationError("@agent needs at least one topic")
-    if retries < 1 or concurrency < 1 or batch_size < 1 or (alert_after_failures or 1) < 1:
+    if retries < 1 or concurrency < 1 or (batch_size or 1) < 1 or (alert_after_failures or 1) < 1:
         raise ConfigurationError(
             "@agent: retries, concurrency, batch_size and alert_after_failures must be at least 1"
         )
+    if batch_window_ms is not None and not 0 < batch_window_ms <= 10_000:
+        raise ConfigurationError("@agent: batch_window_ms must be more than 0 and at most 10000")
 
     def register(handler: Handler) -> Handler:
         agent_name = name or f"{handler.__module__}.{handler.__qualname__}"
@@ -85,6 +94,7 @@ def agent(
             concurrency=concurrency,
             retries=retries,
             batch_size=batch_size,
+            batch_window_ms=batch_window_ms,
             alert_after_failures=alert_after_failures,
         )
         return handler

@@ -287,7 +287,10 @@ def _agent_body(app: faust.App, spec: AgentSpec, runtime: WorkerRuntime) -> Call
     async def process(stream: Any) -> None:
         uow = UnitOfWork(spec, runtime.engine, runtime.outputs)
         await runtime.ledger_read()
-        async for events in stream.noack_take(spec.batch_size, within=0.05):
+        settings = runtime.settings
+        size = spec.batch_size or settings.batch_size
+        window_ms = spec.batch_window_ms if spec.batch_window_ms is not None else settings.batch_window_ms
+        async for events in stream.noack_take(size, within=window_ms / 1000):
             try:
                 await run_batch(spec, uow, runtime, [event.message for event in events])
             except Exception as exc:

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="Faust app id: the consumer group of the agents (workers with one id share work).",
     )
     batch_size: int = Field(500, ge=1, description="Events an agent processes per transaction, at most.")
+    batch_window_ms: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Milliseconds an agent waits for a batch to fill before it processes what it has.",
+    )
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics Vigil creates.")
     topic_replication_factor: int = Field(
         1, ge=-1, description="Replication factor of topics Vigil creates (-1: broker default)."

@@ -23,7 +23,7 @@ def test_agent_registers_and_returns_the_handler() -> None:
         wrapped = agent(["a", "b"], name="api-test", retries=5)(handler)
         assert wrapped is handler
         spec = next(s for s in registered() if s.name == "api-test")
-        assert spec.topics == ("a", "b") and spec.retries == 5 and spec.batch_size == 500
+        assert spec.topics == ("a", "b") and spec.retries == 5 and spec.batch_size is None
     finally:
         unregister("api-test")
 
