@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ops.relay import outbox_router_files, refuse_if_debezium_relays
+from ops.status import relay_entry, relay_process
 from ops.worker import prunes_outbox_by_age
 from schemas.errors import ConfigurationError
 from streams.settings import load_settings
@@ -41,3 +42,11 @@ def test_the_worker_prunes_unsent_outbox_rows_only_when_debezium_publishes_them(
     # a `vigil relay` process (vigil up) or none yet: rows are kept until they are marked sent
     assert not prunes_outbox_by_age(load_settings(home=tmp_path, outbox_relay=False, connectors=demo_only))
     assert not prunes_outbox_by_age(load_settings(home=tmp_path, outbox_relay=True, connectors=with_router))
+
+
+def test_status_names_the_process_a_relay_runs_in() -> None:
+    detail = {"published": 3, "worker": "host:42", "runs_in": "vigil relay"}
+    entry = relay_entry("relay:vigil", "ok", None, False, detail)
+    assert relay_process(entry) == "vigil relay host:42"
+    # a heartbeat written before runs_in existed came from a worker's thread
+    assert relay_process(relay_entry("relay:vigil", "ok", None, False, {"worker": "h:1"})) == "worker h:1"
