@@ -391,8 +391,10 @@ def _rows(
             + ("; peers run in 1 process each" if variant.processes > 1 else "")
         )
         if out.relay_backlog is not None and out.relay_drain_s is not None:
+            relay_cpu = list(out.cpu.values())[-1] if out.cpu else 0.0  # the relay is spawned last
             notes += (
                 f"; relay backlog {out.relay_backlog:,} rows at t1, published {out.relay_drain_s:.1f}s later"
+                f"; the relay process's CPU {relay_cpu:.1f}s in all"
             )
         notes += f"; {out.counted:,} events in {out.seconds:.1f}s; process CPU {cpu:.0f}s in all"
         if variant.label == LOOP_ROWS:
