@@ -204,6 +204,7 @@ def test_vigil_up_relays_from_its_own_process_exactly_once_and_stops_on_sigint(
     finally:
         _stop(up)
     text = out.read_text()
+    assert "| worker running, relay running |" in text, text  # the plain live view (not a terminal)
     assert f"relay (pid {relay_pid}) stopped with exit code 0" in text, text
     assert f"worker (pid {worker_pid}) stopped with exit code 0" in text, text
     assert not Path(f"/proc/{relay_pid}").exists() and not Path(f"/proc/{worker_pid}").exists()
