@@ -288,6 +288,43 @@ def test_kill_9_of_the_relay_mid_backlog_loses_nothing_once_the_supervisor_resta
     print(f"kill -9 at {sent_at_kill}/{n} rows sent; {copies} rows published twice (same id), none lost")
 
 
+@pytest.mark.timeout(180)
+def test_vigil_relay_by_hand_stops_on_sigterm_after_finishing_its_round(
+    stack: Settings, fresh_database: str, unique: str, tmp_path: Path
+) -> None:
+    """A clean stop publishes and marks whole rounds: the ids on the topic are exactly the rows
+    marked sent, each once; the rest stay unsent for the next relay."""
+    n = 30_000
+    env = _up_env(stack, fresh_database, tmp_path, unique, "unused")
+    aggregatetype = f"{unique}-byhand"
+    _insert_backlog(fresh_database, aggregatetype, n)
+    log = tmp_path / "relay.log"
+    with log.open("ab") as out:
+        relay = subprocess.Popen([VIGIL, "relay"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+
+        def sent() -> int:
+            return scalar(fresh_database, "SELECT count(*) FROM vigil.outbox WHERE sent_at IS NOT NULL")
+
+        wait_until(lambda: sent() > 0, 90, "the relay to publish", relay, log)
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait()
+    assert "outbox rows published" in log.read_text()
+    sent_ids = {
+        str(i) for i in _column(fresh_database, "SELECT id FROM vigil.outbox WHERE sent_at IS NOT NULL")
+    }
+    on_topic = _topic_ids(stack, outbox_topic(aggregatetype))
+    assert 0 < len(sent_ids) <= n
+    assert set(on_topic) == sent_ids and sum(on_topic.values()) == len(sent_ids)
+    [entry] = _relay_entries(fresh_database)
+    assert entry["state"] == "paused" and entry["runs_in"] == "vigil relay"
+    print(f"SIGTERM after {len(sent_ids)}/{n} rows: exactly those on the topic, once each")
+
+
 @pytest.mark.timeout(60)
 def test_vigil_relay_refuses_next_to_debeziums_outbox_router_naming_the_setting(tmp_path: Path) -> None:
     env = {
