@@ -81,7 +81,7 @@ _BEAT = text(
 )
 
 _SELECT = """
-    SELECT id, aggregatetype, aggregateid, type, payload, seq, trace_id
+    SELECT id, aggregatetype, aggregateid, type, payload::text AS payload_json, seq, trace_id
     FROM vigil.outbox
     WHERE sent_at IS NULL {lane_filter}
     ORDER BY seq
@@ -171,7 +171,8 @@ class OutboxRelay:
                 aggregatetype=r.aggregatetype,
                 aggregateid=r.aggregateid,
                 type=r.type,
-                payload=r.payload,
+                payload=None,  # published as Postgres's text of it: no decode and encode again
+                payload_json=r.payload_json,
                 seq=r.seq,
                 trace_id=r.trace_id,
             )
