@@ -143,6 +143,9 @@ class Outcome:
     #: seconds the relay then took to publish them.
     relay_backlog: int | None = None
     relay_drain_s: float | None = None
+    #: CPU seconds per event, between t0 and t1, of the last process spawned (the relay process
+    #: when there is one): its part of ``cpu_per_event``.
+    last_cpu_per_event: float = 0.0
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -297,7 +300,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
     t0: float | None = None
     c0 = 0
     progressed, seen = spawned, -1
-    cpu0 = 0.0
+    cpu0: list[float] = []
     last_print = spawned
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
@@ -311,13 +314,18 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
             count = int(row[0]) if row else 0
             if t0 is None and count > 0:
                 t0, c0 = now, count
-                cpu0 = sum(_cpu_seconds(p.pid) for p, _ in procs)
+                cpu0 = [_cpu_seconds(p.pid) for p, _ in procs]
             if count >= n and t0 is not None:
                 if now <= t0 or count == c0:
                     raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
-                cpu = sum(_cpu_seconds(p.pid) for p, _ in procs) - cpu0
+                spent = [_cpu_seconds(p.pid) - before for (p, _), before in zip(procs, cpu0, strict=True)]
                 return Outcome(
-                    (n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu_per_event=cpu / (n - c0)
+                    (n - c0) / (now - t0),
+                    t0 - spawned,
+                    n - c0,
+                    now - t0,
+                    cpu_per_event=sum(spent) / (n - c0),
+                    last_cpu_per_event=spent[-1] / (n - c0),
                 )
             for proc, log in procs:
                 if proc.poll() is not None:
@@ -394,7 +402,8 @@ def _rows(
             relay_cpu = list(out.cpu.values())[-1] if out.cpu else 0.0  # the relay is spawned last
             notes += (
                 f"; relay backlog {out.relay_backlog:,} rows at t1, published {out.relay_drain_s:.1f}s later"
-                f"; the relay process's CPU {relay_cpu:.1f}s in all"
+                f"; the relay process's CPU {relay_cpu:.1f}s in all, "
+                f"{out.last_cpu_per_event * 1e6:.0f} µs per event between t0 and t1"
             )
         notes += f"; {out.counted:,} events in {out.seconds:.1f}s; process CPU {cpu:.0f}s in all"
         if variant.label == LOOP_ROWS:
