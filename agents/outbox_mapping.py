@@ -54,7 +54,8 @@ class OutboxRow:
     payload: Any
     seq: int | None = None
     trace_id: str | None = None
-    #: The payload as JSON text, made once when a handler emits the row.
+    #: The payload as JSON text, made once when a handler emits the row, or Postgres's text of the
+    #: stored ``jsonb`` when the relay reads the row back (published as it is: no decode and encode).
     payload_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
@@ -157,7 +158,9 @@ def to_message(row: OutboxRow) -> OutboxMessage:
     return OutboxMessage(
         topic=outbox_topic(row.aggregatetype),
         key=row.aggregateid.encode("utf-8"),
-        value=encode_payload(row.payload),
+        value=row.payload_json.encode("utf-8")
+        if row.payload_json is not None
+        else encode_payload(row.payload),
         headers=(
             (ID_HEADER, event_id),
             (EVENT_ID_HEADER, event_id),

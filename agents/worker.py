@@ -75,6 +75,11 @@ class WorkerRuntime:
     metrics: Metrics = field(default_factory=Metrics)
     #: Loop time the runtime started (a worker just started has had no chance to consume yet).
     started_at: float | None = None
+    #: Prune outbox rows by age, sent or not: only when Debezium's outbox router publishes them (it
+    #: never marks a row sent). Vigil's relay (this worker's, or a ``vigil relay`` process) marks
+    #: rows sent, and only sent rows are pruned then. None: by age exactly when this worker does
+    #: not relay (``vigil worker`` sets it from the connectors it is configured with).
+    outbox_pruned_by_age: bool | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
@@ -179,6 +184,12 @@ class WorkerRuntime:
             return None
         thread = self._relay_thread
         return self.relay.health(thread_alive=thread is None or thread.is_alive())
+
+    @property
+    def prunes_outbox_by_age(self) -> bool:
+        if self.outbox_pruned_by_age is not None:
+            return self.outbox_pruned_by_age
+        return not self.settings.outbox_relay
 
     @property
     def healthy(self) -> bool:
@@ -337,7 +348,7 @@ async def prune_periodically(runtime: WorkerRuntime, stop: asyncio.Event | None 
                     engine,
                     retentions,
                     producer=runtime.outputs.producer,
-                    worker_relays_outbox=settings.outbox_relay,
+                    worker_relays_outbox=not runtime.prunes_outbox_by_age,
                     not_newer_than=bound,
                 )
                 for table, count in deleted.items():

@@ -14,7 +14,11 @@ own OS process(es), with its own consumer group and its own freshly migrated dat
   work (batches of the ``@agent`` default 500), outbox relay off. The peers run in one process
   each; Vigil is also shown with 2 and 3 worker processes in one consumer group;
 - ``vigil (1 process, relay on)``: one worker with the in-worker outbox relay on
-  (``VIGIL_OUTBOX_RELAY=true``): ``relay cost`` is 1 - its events/s / the relay-off worker's.
+  (``VIGIL_OUTBOX_RELAY=true``): ``relay cost`` is 1 - its events/s / the relay-off worker's;
+- ``vigil (1 process + relay process)``: one relay-off worker next to a ``vigil relay`` process,
+  as ``vigil up`` runs them: its ``relay cost`` is what issue #14's relay target judges. Its CPU
+  per event counts both processes; the relay must have published every row within
+  ``RELAY_DRAIN_S`` of the worker's last (the backlog it had at t1 is in the notes).
 
 Measurement, the same for all: this process polls ``count(*)`` of the variant's processed rows every
 0.2 s; t0 is the first poll that sees a row, t1 the first that sees all N; events/s is
@@ -76,6 +80,9 @@ LOOP_SET = "loop (2) set-based"
 FAUST = "faust (3) per-event"
 VIGIL_1 = "vigil (1 process)"
 RELAY_ON = "vigil (1 process, relay on)"
+RELAY_PROCESS = "vigil (1 process + relay process)"
+#: Seconds the relay process may take, after the worker's last row, to publish the rest.
+RELAY_DRAIN_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ class Variant:
     peer: str | None = None
     processes: int = 1
     relay: bool = False
+    #: A ``vigil relay`` process runs next to the worker(s) (whose in-worker relay is off).
+    relay_process: bool = False
     notes: str = ""
     #: Another checkout of Vigil to run instead of this one (the baseline of a before/after).
     tree: Path | None = None
@@ -100,6 +109,7 @@ VARIANTS = (
     Variant("vigil (2 processes)", "v2", processes=2),
     Variant("vigil (3 processes)", "v3", processes=3),
     Variant(RELAY_ON, "v1r", relay=True),
+    Variant(RELAY_PROCESS, "v1rp", relay_process=True),
 )
 BASELINE = "vigil (1 process, baseline tree)"
 #: The variant py-spy samples with ``VIGIL_BENCH_PROFILE=1``.
@@ -129,6 +139,13 @@ class Outcome:
     cpu_per_event: float = 0.0
     #: The profiler's most sampled functions (``VIGIL_BENCH_PROFILE=1``), as "share% function".
     profile: list[str] = field(default_factory=list)
+    #: With a relay process: unsent outbox rows when the worker's last row was counted, and the
+    #: seconds the relay then took to publish them.
+    relay_backlog: int | None = None
+    relay_drain_s: float | None = None
+    #: CPU seconds per event, between t0 and t1, of the last process spawned (the relay process
+    #: when there is one): its part of ``cpu_per_event``.
+    last_cpu_per_event: float = 0.0
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -206,10 +223,15 @@ def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: 
         for i in range(variant.processes):
             log = logdir / f"{variant.slug}-{i}.log"
             procs.append((_spawn(settings, variant, db_url, topic, name, agent, log), log))
+        if variant.relay_process:
+            log = logdir / f"{variant.slug}-relay.log"
+            procs.append((_spawn(settings, variant, db_url, topic, name, agent, log, relay=True), log))
         if variant.slug == PROFILED and os.environ.get("VIGIL_BENCH_PROFILE") == "1":
             profiler = _start_profiler(procs[0][0].pid, profile, logdir / "py-spy.log")
         outcome = _measure(db_url, agent, n, procs)
         outcome.cpu = {str(p.pid): _cpu_seconds(p.pid) for p, _ in procs}
+        if variant.relay_process:
+            outcome.relay_backlog, outcome.relay_drain_s = _drain(db_url, procs[-1])
         if profiler is not None:
             _stop(profiler, signal.SIGINT, 60)  # py-spy writes its file when interrupted
             profiler = None
@@ -232,8 +254,17 @@ def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: 
 
 
 def _spawn(
-    settings: Settings, variant: Variant, db_url: str, topic: str, group: str, agent: str, log: Path
+    settings: Settings,
+    variant: Variant,
+    db_url: str,
+    topic: str,
+    group: str,
+    agent: str,
+    log: Path,
+    *,
+    relay: bool = False,
 ) -> subprocess.Popen[bytes]:
+    """A peer, a ``vigil worker``, or (``relay``) the ``vigil relay`` next to the variant's worker."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env["PYTHONPATH"] = str(variant.tree or ROOT)
     if variant.peer is not None:
@@ -241,7 +272,9 @@ def _spawn(
         argv += ["--bootstrap", settings.require_bootstrap(), "--database-url", db_url]
         argv += ["--topic", topic, "--group", group, "--agent", agent]
     else:
-        argv = [str(VIGIL), "worker", "-A", "bench.agentmods.route"]
+        argv = [str(VIGIL), "relay"] if relay else [str(VIGIL), "worker", "-A", "bench.agentmods.route"]
+        no_connectors = log.parent / "no-connectors"  # the relay refuses next to an outbox connector
+        no_connectors.mkdir(exist_ok=True)
         env.update(
             {
                 "VIGIL_HOME": str(log.parent),
@@ -250,6 +283,7 @@ def _spawn(
                 "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "VIGIL_APP_ID": group,
                 "VIGIL_OUTBOX_RELAY": "true" if variant.relay else "false",
+                "VIGIL_CONNECTORS": str(no_connectors),
                 "VIGIL_BENCH_TOPIC": topic,
                 "VIGIL_BENCH_AGENT": agent,
                 **ledger_window(),
@@ -266,7 +300,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
     t0: float | None = None
     c0 = 0
     progressed, seen = spawned, -1
-    cpu0 = 0.0
+    cpu0: list[float] = []
     last_print = spawned
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
@@ -280,13 +314,18 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
             count = int(row[0]) if row else 0
             if t0 is None and count > 0:
                 t0, c0 = now, count
-                cpu0 = sum(_cpu_seconds(p.pid) for p, _ in procs)
+                cpu0 = [_cpu_seconds(p.pid) for p, _ in procs]
             if count >= n and t0 is not None:
                 if now <= t0 or count == c0:
                     raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
-                cpu = sum(_cpu_seconds(p.pid) for p, _ in procs) - cpu0
+                spent = [_cpu_seconds(p.pid) - before for (p, _), before in zip(procs, cpu0, strict=True)]
                 return Outcome(
-                    (n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu_per_event=cpu / (n - c0)
+                    (n - c0) / (now - t0),
+                    t0 - spawned,
+                    n - c0,
+                    now - t0,
+                    cpu_per_event=sum(spent) / (n - c0),
+                    last_cpu_per_event=spent[-1] / (n - c0),
                 )
             for proc, log in procs:
                 if proc.poll() is not None:
@@ -302,6 +341,30 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
                 print(f"    {agent}: {count:,}/{n:,} events", flush=True)
                 last_print = now
             time.sleep(max(0.0, POLL_S - (time.monotonic() - now)))
+
+
+def _drain(db_url: str, relay: tuple[subprocess.Popen[bytes], Path]) -> tuple[int, float]:
+    """Wait until the relay process published every outbox row; return (unsent rows at the start,
+    seconds it took)."""
+    began = time.monotonic()
+    first: int | None = None
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM vigil.outbox WHERE sent_at IS NULL").fetchone()
+            unsent = int(row[0]) if row else 0
+            first = unsent if first is None else first
+            if unsent == 0:
+                return first, time.monotonic() - began
+            proc, log = relay
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"vigil relay exited ({proc.returncode}) with {unsent} unsent:\n{_tail(log)}"
+                )
+            if time.monotonic() - began > RELAY_DRAIN_S:
+                raise RuntimeError(
+                    f"vigil relay: {unsent} rows still unsent {RELAY_DRAIN_S:.0f}s after the worker"
+                )
+            time.sleep(POLL_S)
 
 
 def _check_exactly_once(db_url: str, agent: str, n: int, label: str) -> None:
@@ -332,9 +395,16 @@ def _rows(
         out = outcomes[variant.label]
         cpu = sum(out.cpu.values())
         notes = variant.notes or (
-            f"vigil worker, @agent batch 500, outbox relay {'on' if variant.relay else 'off'}"
+            f"vigil worker, @agent batch 500, outbox relay {_relay_mode(variant)}"
             + ("; peers run in 1 process each" if variant.processes > 1 else "")
         )
+        if out.relay_backlog is not None and out.relay_drain_s is not None:
+            relay_cpu = list(out.cpu.values())[-1] if out.cpu else 0.0  # the relay is spawned last
+            notes += (
+                f"; relay backlog {out.relay_backlog:,} rows at t1, published {out.relay_drain_s:.1f}s later"
+                f"; the relay process's CPU {relay_cpu:.1f}s in all, "
+                f"{out.last_cpu_per_event * 1e6:.0f} µs per event between t0 and t1"
+            )
         notes += f"; {out.counted:,} events in {out.seconds:.1f}s; process CPU {cpu:.0f}s in all"
         if variant.label == LOOP_ROWS:
             notes += (
@@ -378,18 +448,23 @@ def _rows(
                 )
             )
     rows += _cpu_rows(variants, outcomes)
-    if RELAY_ON in outcomes and VIGIL_1 in outcomes:
-        ratio = outcomes[RELAY_ON].rate / outcomes[VIGIL_1].rate
+    for label, how in (
+        (RELAY_ON, "the in-worker relay on"),
+        (RELAY_PROCESS, "a vigil relay process next to the worker (as vigil up runs it)"),
+    ):
+        if label not in outcomes or VIGIL_1 not in outcomes:
+            continue
+        ratio = outcomes[label].rate / outcomes[VIGIL_1].rate
         rows.append(
             Measurement(
                 BENCH,
-                RELAY_ON,
+                label,
                 "relay cost",
                 (1 - ratio) * 100,
                 "%",
                 ratio_to=VIGIL_1,
                 ratio=ratio,
-                notes="1 - events/s with the in-worker relay on / with it off",
+                notes=f"1 - the worker's events/s with {how} / with no relay",
             )
         )
     current = VIGIL_1
@@ -431,9 +506,7 @@ def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Mea
         out = outcomes[variant.label]
         if not out.cpu_per_event:
             continue
-        notes = "CPU seconds of its processes between t0 and t1 / events; relay " + (
-            "on" if variant.relay else "off"
-        )
+        notes = "CPU seconds of its processes between t0 and t1 / events; relay " + _relay_mode(variant)
         if out.profile:
             notes += (
                 "; sampled by py-spy (its overhead included); most on top of the stack, idle waits left out: "
@@ -492,6 +565,12 @@ def _start_profiler(pid: int, output: Path, log: Path) -> subprocess.Popen[bytes
     ]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _relay_mode(variant: Variant) -> str:
+    if variant.relay_process:
+        return "in its own process (vigil relay)"
+    return "on" if variant.relay else "off"
 
 
 def _verdict(ratio: float, target: float) -> str:

@@ -117,6 +117,19 @@ def worker(
 
 
 @app.command()
+def relay() -> None:
+    """The outbox relay alone, in its own process (what `vigil up` runs next to the worker).
+
+    Publishes committed vigil.outbox rows to vigil.outbox.<aggregatetype>, beats the heartbeat
+    relay:<app_id> (`vigil status`), and on SIGINT or SIGTERM finishes its round, flushes and exits 0.
+    Refuses to start when Debezium's outbox router relays the outbox (see VIGIL_CONNECTORS).
+    """
+    from ops.relay import run_relay
+
+    run_relay(settings())
+
+
+@app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Agents, recent runs, failures, review queue, overdue heartbeats, outbox backlog, connectors."""
     from ops.status import show

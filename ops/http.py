@@ -6,7 +6,8 @@ or HMAC, constant-time, :func:`streams.drift_ingest.authenticate`), size-limited
 acknowledged every event (503 when it cannot: the sender retries, and the ids make the retry
 harmless). ``POST /heartbeat/NAME`` beats a declared heartbeat (same token; 404 for a name never
 declared). ``GET /metrics`` is the worker's Prometheus exposition. ``GET /healthz`` checks each part
-(database, broker, outbox relay, each agent's consumer) and answers 200 when all are ready, 503
+(database, broker, the in-worker outbox relay if this worker relays — a ``vigil relay`` process is
+watched by its heartbeat instead, not here —, each agent's consumer) and answers 200 when all are ready, 503
 naming the ones that are not. ``GET /`` is the dashboard (:mod:`ops.dashboard`); its writes,
 ``POST /review/ID/approve|reject`` and ``POST /dlq/PARTITION/OFFSET/redrive``, need the same token
 (form field ``token`` or a bearer header) and redirect back with a note. The token is never logged: requests are logged by

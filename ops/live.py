@@ -140,6 +140,28 @@ def child_part(name: str, state: str, pid: int | None, returncode: int | None, r
     return Part(name, state, ok, ", ".join(detail))
 
 
+def with_relay_heartbeat(
+    children: tuple[Part, ...], relays: Sequence[Mapping[str, object]], beat_name: str, backlog: int | None
+) -> tuple[Part, ...]:
+    """The ``relay`` child (``vigil relay``) with what its heartbeat says: published rows, the
+    backlog, and the last error while it is unhealthy (a running process that cannot publish)."""
+    entry = next((r for r in relays if r.get("name") == beat_name), None)
+    out = []
+    for part in children:
+        if part.name != "relay" or entry is None:
+            out.append(part)
+            continue
+        note = [f"{entry.get('published') or 0:,} published"]
+        if backlog is not None:
+            note.append(f"backlog {backlog:,}")
+        ok = part.ok
+        if entry.get("state") == "unhealthy" and part.ok:
+            ok = False
+            note.append(f"unhealthy: {entry.get('last_error') or 'no round succeeded lately'}")
+        out.append(replace(part, ok=ok, detail=", ".join(d for d in (part.detail, *note) if d)))
+    return tuple(out)
+
+
 def agent_activity(
     agents: Sequence[Mapping[str, object]], runs: Mapping[str, tuple[int, int]]
 ) -> tuple[AgentActivity, ...]:
@@ -361,6 +383,9 @@ class Collector:
     #: The agents as ``vigil status`` last reported them (with their lag).
     _agents: list[dict[str, object]] = field(default_factory=list)
     _topics: tuple[TopicFlow, ...] = ()
+    #: The outbox relays' heartbeats and the backlog as ``vigil status`` last reported them.
+    _relays: list[dict[str, object]] = field(default_factory=list)
+    _backlog: int | None = None
 
     def __post_init__(self) -> None:
         self.started = self.started or self.clock()
@@ -391,7 +416,12 @@ class Collector:
             slow,
             at=datetime.now(UTC),
             uptime_s=now - self.started,
-            children=child_parts(self.supervisor.children),
+            children=with_relay_heartbeat(
+                child_parts(self.supervisor.children),
+                self._relays,
+                f"relay:{self.resolved.app_id}",
+                self._backlog,
+            ),
             topics=self._topics,
             agents=agent_activity(self._agents, runs),
             problems=(*slow.problems, *problems),
@@ -432,6 +462,7 @@ class Collector:
             for c in report.connectors
         )
         self._agents = report.agents
+        self._relays, self._backlog = report.relays, report.outbox_backlog
         problems = tuple(p for p in report.problems if p.startswith(("database:", "connectors:")))
         return Snapshot(
             at=datetime.now(UTC),

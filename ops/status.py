@@ -2,9 +2,9 @@
 outbox relays' health and last error, overdue heartbeats and connector health, from Postgres (the
 source of truth) and the connectors.
 
-A worker's outbox relay beats the heartbeat ``relay:<app_id>`` only after successful rounds and
-keeps its counters and last error in the row's ``detail`` (:mod:`agents.relay`); an overdue relay
-heartbeat means the relay has been failing, stuck or gone for longer than its threshold.
+An outbox relay (a worker's thread, or the ``vigil relay`` process) beats the heartbeat
+``relay:<app_id>`` only after successful rounds and keeps its counters, last error and process in
+the row's ``detail`` (:mod:`agents.relay`); an overdue relay heartbeat means the relay has been failing, stuck or gone for longer than its threshold.
 
 ``--json`` follows ``ops/status.schema.json`` (``schema_version`` names its version); a field is
 added without a version change, a field removed or changed in meaning bumps it."""
@@ -115,7 +115,15 @@ FROM vigil.heartbeats WHERE name LIKE 'relay:%' ORDER BY name
 BACKLOG_SQL = """
 SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM vigil.outbox WHERE sent_at IS NULL
 """
-RELAY_DETAIL_FIELDS = ("published", "errors", "last_success_at", "last_error", "last_error_at", "worker")
+RELAY_DETAIL_FIELDS = (
+    "published",
+    "errors",
+    "last_success_at",
+    "last_error",
+    "last_error_at",
+    "worker",
+    "runs_in",
+)
 
 
 def relay_entry(name: str, status: str, last_beat_at: Any, overdue: bool, detail: Any) -> dict[str, Any]:
@@ -128,6 +136,12 @@ def relay_entry(name: str, status: str, last_beat_at: Any, overdue: bool, detail
         "last_beat_at": last_beat_at,
         **{key: detail.get(key) for key in RELAY_DETAIL_FIELDS},
     }
+
+
+def relay_process(entry: dict[str, Any]) -> str:
+    """Where a relay runs, as the status table shows it: ``vigil relay host:pid`` or ``worker host:pid``."""
+    where = entry.get("worker") or "?"
+    return f"{entry.get('runs_in') or 'worker'} {where}"
 
 
 RECENT_RUNS_SQL = """
@@ -347,9 +361,10 @@ def show(settings: Settings, console: Console, *, as_json: bool) -> bool:
         print_table(
             console,
             "Outbox relays (heartbeats relay:*)",
-            ["name", "state", "published", "errors", "last success", "last error", "at"],
+            ["name", "state", "process", "published", "errors", "last success", "last error", "at"],
             [
-                [str(r[k]) for k in ("name", "state", "published", "errors", "last_success_at")]
+                [str(r["name"]), str(r["state"]), relay_process(r)]
+                + [str(r[k]) for k in ("published", "errors", "last_success_at")]
                 + [str(r["last_error"] or "-"), str(r["last_error_at"] or "-")]
                 for r in report.relays
             ],

@@ -13,6 +13,7 @@ from agents.api import AgentSpec, load_modules
 from agents.worker import WorkerRuntime, build_app
 from ops import http, migrations
 from ops.services import stack
+from ops.status import debezium_relays_outbox
 from schemas.errors import ConfigurationError
 from streams.catalog import CATALOG, TopicSpec
 from streams.drift_policy import load_policy
@@ -38,6 +39,14 @@ def prepare(settings: Settings, modules: Sequence[str]) -> tuple[Settings, list[
     return resolved, specs
 
 
+def prunes_outbox_by_age(settings: Settings) -> bool:
+    """Whether the worker prunes outbox rows by age, sent or not: only when Debezium's outbox router
+    publishes them (it never marks a row sent). With ``VIGIL_OUTBOX_RELAY=false`` next to a ``vigil
+    relay`` process (what ``vigil up`` runs) an unsent row is kept until the relay publishes it,
+    however long the relay was down."""
+    return not settings.outbox_relay and debezium_relays_outbox(settings)
+
+
 def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     """Run the worker in the foreground until SIGTERM or Ctrl-C."""
     # uvloop, before anything makes a loop: Faust's per-message path is mostly event-loop work
@@ -46,6 +55,7 @@ def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     resolved, specs = prepare(settings, modules)
     apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
+    runtime.outbox_pruned_by_age = prunes_outbox_by_age(resolved)
     app = build_app(resolved, specs, runtime)
     app.task(http.task(resolved, runtime))
     log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))

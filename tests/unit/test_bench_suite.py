@@ -224,6 +224,9 @@ def test_agents_rows_give_relay_cost_cpu_per_event_and_the_ratios_to_both_loops(
         bench_agents.LOOP_SET: bench_agents.Outcome(40000.0, 2.0, 9000, 0.2, cpu_per_event=20e-6),
         bench_agents.VIGIL_1: bench_agents.Outcome(10000.0, 5.0, 9000, 0.9, cpu_per_event=100e-6),
         bench_agents.RELAY_ON: bench_agents.Outcome(8000.0, 5.0, 9000, 1.1, cpu_per_event=120e-6),
+        bench_agents.RELAY_PROCESS: bench_agents.Outcome(
+            9500.0, 5.0, 9000, 0.95, cpu_per_event=110e-6, relay_backlog=300, relay_drain_s=0.4
+        ),
     }
     rows = bench_agents._rows(outcomes, 10_000, 150.0, (1.0, 1.0, 1.0))
     by = {(r.variant, r.metric): r for r in rows}
@@ -232,12 +235,15 @@ def test_agents_rows_give_relay_cost_cpu_per_event_and_the_ratios_to_both_loops(
     assert by[(bench_agents.VIGIL_1, "CPU per event")].value == pytest.approx(100.0)
     relay = by[(bench_agents.RELAY_ON, "relay cost")]
     assert (relay.value, relay.ratio) == (pytest.approx(20.0), pytest.approx(0.8))
+    process = by[(bench_agents.RELAY_PROCESS, "relay cost")]
+    assert (process.value, process.ratio) == (pytest.approx(5.0), pytest.approx(0.95))
+    assert "relay backlog 300 rows at t1" in by[(bench_agents.RELAY_PROCESS, "events/s")].notes
     verdicts = {r.target.measure: r.verdict for r in evaluate(rows) if r.target.bench == "agents"}
     assert verdicts == {
         "Vigil 1 process vs per-row loop (1)": MISSED,
         "Vigil 1 process vs set-based loop (2)": MISSED,
         "Vigil CPU per event (relay off)": MISSED,
-        "in-worker relay's cost on worker throughput": MISSED,
+        "relay's cost on worker throughput (relay in its own process, as `vigil up` runs it)": MET_FLOOR,
     }
 
 

@@ -14,6 +14,7 @@ CONTRACT = {
     "services": ["up", "down", "status"],
     "connectors": ["list", "apply", "run", "status"],
     "worker": [],
+    "relay": [],
     "drift": ["publish", "detect"],
     "replay": [],
     "inspect": ["topics", "groups", "tail", "get"],

@@ -22,6 +22,7 @@ from ops.live import (
     is_shown_topic,
     render,
     summary_line,
+    with_relay_heartbeat,
 )
 from streams.settings import load_settings
 
@@ -184,3 +185,16 @@ def test_vigil_up_has_a_no_live_flag() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (61, "1m01s"), (3725, "1h02m")])
 def test_durations_are_short(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_the_relay_child_shows_what_its_heartbeat_says() -> None:
+    children = (child_part("worker", "running", 7, None, 0), child_part("relay", "running", 8, None, 0))
+    ok = {"name": "relay:vigil", "state": "ok", "published": 1234, "last_error": None}
+    shown = with_relay_heartbeat(children, [ok], "relay:vigil", 5)
+    assert shown[0] == children[0]
+    assert shown[1] == Part("relay", "running", True, "pid 8, 1,234 published, backlog 5")
+    failing = {**ok, "state": "unhealthy", "last_error": "broker down"}
+    [_, relay] = with_relay_heartbeat(children, [failing], "relay:vigil", None)
+    assert relay.ok is False and relay.detail.endswith("unhealthy: broker down")
+    # another app's heartbeat, or none yet: the child as the supervisor sees it
+    assert with_relay_heartbeat(children, [ok], "relay:other", 5) == children

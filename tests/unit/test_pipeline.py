@@ -1,4 +1,5 @@
-"""``vigil up``'s worker: it decides VIGIL_OUTBOX_RELAY only when the user did not."""
+"""``vigil up``'s worker and relay: it decides VIGIL_OUTBOX_RELAY only when the user did not, and
+then runs the relay as its own ``vigil relay`` child unless an outbox connector relays."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from ops.pipeline import build_supervisor, demo_worker_env
 from streams.demo_script import POLICY_TOML
 from streams.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _worker_env(tmp_path: Path, **overrides: object) -> dict[str, str]:
@@ -37,6 +40,48 @@ def test_a_users_vigil_outbox_relay_is_never_overridden(
 ) -> None:
     monkeypatch.setenv("VIGIL_OUTBOX_RELAY", value)
     assert _worker_env(tmp_path)["VIGIL_OUTBOX_RELAY"] == value
+
+
+def _children(tmp_path: Path, **overrides: object) -> dict[str, list[str]]:
+    settings = load_settings(
+        home=tmp_path,
+        database_url="postgresql://u@127.0.0.1:1/db",
+        kafka_bootstrap="127.0.0.1:9",
+        **overrides,
+    )
+    supervisor = build_supervisor(settings, demo=False, agent_modules=["my.agents"], sink_file=None)
+    return {c.name: c.argv for c in supervisor.children}
+
+
+@pytest.mark.timeout(10)
+def test_without_an_outbox_connector_the_relay_runs_as_its_own_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIGIL_OUTBOX_RELAY", raising=False)
+    connectors = str(ROOT / "connectors" / "demo.json")
+    children = _children(tmp_path, connectors=connectors)
+    assert list(children) == ["worker", "relay"]
+    assert children["relay"][-1] == "relay" and children["relay"][1:3] == ["-m", "ops"]
+    assert _worker_env(tmp_path, connectors=connectors)["VIGIL_OUTBOX_RELAY"] == "false"
+
+
+@pytest.mark.timeout(10)
+def test_no_relay_child_when_the_outbox_connector_relays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIGIL_OUTBOX_RELAY", raising=False)
+    assert list(_children(tmp_path)) == ["worker"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_a_users_vigil_outbox_relay_means_no_relay_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """true: the relay stays in the worker (as asked); false: no relay here (Debezium's, or one elsewhere)."""
+    monkeypatch.setenv("VIGIL_OUTBOX_RELAY", value)
+    connectors = str(ROOT / "connectors" / "demo.json")
+    assert list(_children(tmp_path, connectors=connectors)) == ["worker"]
 
 
 @pytest.mark.timeout(10)

@@ -101,3 +101,12 @@ def test_header_helpers_accept_both_client_shapes() -> None:
     assert header_list(None) == []
     assert header([("a", b"1"), ("a", b"2")], "a") == "2"
     assert header([("a", b"\xff")], "a") is None
+
+
+def test_the_relay_publishes_postgres_text_of_the_payload_as_it_is() -> None:
+    # what the relay reads back with payload::text: published without a decode and encode again
+    text = '{"note": "naïve", "order": 42, "amount": 1.10}'
+    message = to_message(_row(payload=None, payload_json=text))
+    assert message.value == text.encode()
+    assert json.loads(message.value or b"") == {"note": "naïve", "order": 42, "amount": 1.10}
+    assert to_message(_row(payload=None, payload_json=None)).value is None  # SQL NULL
