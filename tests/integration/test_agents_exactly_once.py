@@ -24,6 +24,7 @@ from tests.integration.workers import (
     start_sink,
     start_worker,
     stop,
+    wait_for_count,
     wait_group_caught_up,
     wait_until,
 )
@@ -31,7 +32,7 @@ from tests.integration.workers import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_every_event_delivered_three_times_is_processed_and_delivered_once(
     stack: Settings,
     fresh_database: str,
@@ -59,7 +60,7 @@ def test_every_event_delivered_three_times_is_processed_and_delivered_once(
     )
     try:
         count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
-        wait_until(lambda: count() >= 5000, 180, "5,000 processed events", worker, log)
+        wait_for_count(count, 5000, "5,000 processed events", worker, log, timeout=400)
         delivered = lambda: scalar(  # noqa: E731
             fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
         )
@@ -120,7 +121,7 @@ def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
     assert all("handler fails" in d["vigil-error"] and d["vigil-source-topic"] == topic for d in dead)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
     stack: Settings,
     fresh_database: str,
@@ -168,7 +169,7 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
         fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
     )
     try:
-        wait_until(lambda: count() >= total, 240, f"{total} processed events", worker, log)
+        wait_for_count(count, total, f"{total} processed events", worker, log, timeout=360)
         wait_until(lambda: delivered() >= total, 180, f"{total} deliveries", sink, tmp_path / "sink.log")
         wait_group_caught_up(stack, unique, topic)
         wait_group_caught_up(stack, f"{unique}-sink", outbox_topic(aggregate))

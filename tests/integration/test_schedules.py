@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from streams.settings import Settings
-from tests.integration.workers import VIGIL, scalar, start_worker, stop, wait_until
+from tests.integration.workers import VIGIL, scalar, start_worker, stop, wait_for_count, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ def slots(db: str, schedule: str) -> list[dict[str, Any]]:
         ).fetchall()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(450)
 def test_two_schedulers_and_a_one_second_cron_for_30s_give_exactly_one_tick_per_slot(
     stack: Settings, fresh_database: str, unique: str, tmp_path: Path
 ) -> None:
@@ -169,7 +169,9 @@ def test_two_schedulers_and_a_one_second_cron_for_30s_give_exactly_one_tick_per_
         wait_until(lambda: len(slots(fresh_database, name)) >= 30, 150, "30 slots decided", proc, log)
         vigil(stack, fresh_database, "schedule", "pause", name)
         decided = slots(fresh_database, name)
-        wait_until(lambda: len(runs(fresh_database, name)) >= len(decided), 150, "every tick run", proc, log)
+        wait_for_count(
+            lambda: len(runs(fresh_database, name)), len(decided), "every tick run", proc, log, timeout=200
+        )
     finally:
         for proc, _log in workers:
             stop(proc)

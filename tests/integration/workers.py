@@ -157,6 +157,40 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
 
 
+def wait_for_count(
+    count: Callable[[], int],
+    target: int,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+    *,
+    stall_s: float = 60.0,
+    timeout: float = 540.0,
+) -> None:
+    """Wait until ``count()`` reaches ``target``; fail when it stops growing for ``stall_s``.
+
+    A stall is what these waits look for: on a loaded machine the work may be slow, and a fixed
+    deadline would fail a test that was still making progress (``timeout`` bounds the whole wait).
+    """
+    started = last_change = time.monotonic()
+    seen = -1
+    while True:
+        now = time.monotonic()
+        value = count()
+        if value >= target:
+            return
+        if value != seen:
+            seen, last_change = value, now
+        if proc is not None and proc.poll() is not None:
+            tail = log_path.read_text()[-3000:] if log_path else ""
+            raise AssertionError(f"worker exited ({proc.returncode}) at {value} waiting for {what}:\n{tail}")
+        if now - last_change > stall_s or now - started > timeout:
+            tail = log_path.read_text()[-3000:] if log_path else ""
+            stalled = f"no progress for {stall_s:.0f}s" if now - last_change > stall_s else "timed out"
+            raise AssertionError(f"{stalled} at {value}/{target} waiting for {what}\n{tail}")
+        time.sleep(0.5)
+
+
 def assert_exactly_once(database_url: str, agent: str, expected: int) -> None:
     """Each of ``expected`` events has exactly one of everything: processed row, succeeded run, outbox
     row, and the business rows the recorder wrote through ``ctx.session`` (Core and ORM).
