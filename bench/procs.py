@@ -72,8 +72,15 @@ def free_port() -> int:
 def worker_env(
     settings: Settings, *, home: Path, db_url: str, app_id: str, extra: Mapping[str, str] = {}
 ) -> dict[str, str]:
-    """The environment of a ``vigil worker`` on the bench's stack: no ``VIGIL_*`` of the caller's."""
+    """The environment of a ``vigil worker`` on the bench's stack: no ``VIGIL_*`` of the caller's,
+    except settings named in ``VIGIL_BENCH_WORKER_ENV`` (``NAME=value,NAME=value``: an experiment,
+    e.g. ``VIGIL_BATCH_WINDOW_MS=10``, that every worker of the run gets)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    chosen = dict(
+        pair.strip().split("=", 1)
+        for pair in os.environ.get("VIGIL_BENCH_WORKER_ENV", "").split(",")
+        if "=" in pair
+    )
     env["PYTHONPATH"] = str(ROOT)
     env.update(
         {
@@ -85,6 +92,7 @@ def worker_env(
             "VIGIL_OUTBOX_RELAY": "false",
             "VIGIL_BUILTIN_AGENTS": "false",
             **ledger_window(),
+            **chosen,
             **extra,
         }
     )

@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(500, ge=1, description="Events an agent processes per transaction, at most.")
     batch_window_ms: float = Field(
-        50.0,
+        10.0,
         gt=0,
         le=10_000,
         description="Milliseconds an agent waits for a batch to fill before it processes what it has.",

@@ -39,6 +39,8 @@ from tests.integration.workers import (
     create_business_tables,
     produce_events,
     scalar,
+    start_up,
+    stop_up,
     wait_until,
 )
 
@@ -71,27 +73,6 @@ def _up_env(stack: Settings, database_url: str, home: Path, unique: str, topic: 
     if stack.connect_url is not None:
         env["VIGIL_CONNECT_URL"] = stack.connect_url
     return env
-
-
-def _start_up(env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
-    with out.open("ab") as log:
-        return subprocess.Popen(
-            [VIGIL, "up", "-A", RECORDER, "--no-live"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-
-def _stop(up: subprocess.Popen[bytes]) -> None:
-    if up.poll() is None:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
 
 
 def _logs(home: Path) -> str:
@@ -167,7 +148,7 @@ def test_vigil_up_relays_from_its_own_process_exactly_once_and_stops_on_sigint(
     env = _up_env(stack, fresh_database, tmp_path, unique, topic)
     agent = env["VIGIL_TEST_AGENT"]
     out = tmp_path / "up.out"
-    up = _start_up(env, out)
+    up = start_up(env, out, "-A", RECORDER, "--no-live")
     try:
         wait_until(lambda: _pid(out.read_text(), "relay") is not None, 120, "the relay child", up, out)
         text = out.read_text()
@@ -202,7 +183,7 @@ def test_vigil_up_relays_from_its_own_process_exactly_once_and_stops_on_sigint(
         up.send_signal(signal.SIGINT)
         assert up.wait(90) == 0, _logs(tmp_path)
     finally:
-        _stop(up)
+        stop_up(up)
     text = out.read_text()
     assert "| worker running, relay running |" in text, text  # the plain live view (not a terminal)
     assert f"relay (pid {relay_pid}) stopped with exit code 0" in text, text
@@ -248,7 +229,7 @@ def test_kill_9_of_the_relay_mid_backlog_loses_nothing_once_the_supervisor_resta
     env = _up_env(stack, fresh_database, tmp_path, unique, topic)
     aggregatetype = f"{unique}-backlog"
     out = tmp_path / "up.out"
-    up = _start_up(env, out)
+    up = start_up(env, out, "-A", RECORDER, "--no-live")
     try:
         wait_until(lambda: _pid(out.read_text(), "relay") is not None, 120, "the relay child", up, out)
         relay_pid = _pid(out.read_text(), "relay")
@@ -274,7 +255,7 @@ def test_kill_9_of_the_relay_mid_backlog_loses_nothing_once_the_supervisor_resta
         up.send_signal(signal.SIGINT)
         assert up.wait(90) == 0, _logs(tmp_path)
     finally:
-        _stop(up)
+        stop_up(up)
     text = out.read_text()
     assert re.search(r"relay \(pid \d+\) stopped with exit code 0", text), text
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -28,11 +27,12 @@ from streams.settings import Settings, load_settings
 from streams.topics import ensure_topics
 from tests.integration.workers import (
     ROOT,
-    VIGIL,
     assert_exactly_once,
     create_business_tables,
     handler_calls,
     produce_events,
+    start_up,
+    stop_up,
     wait_group_caught_up,
     wait_until,
 )
@@ -56,28 +56,6 @@ def _processed(database_url: str) -> int:
     except psycopg.Error:  # vigil up has not migrated the database yet
         return 0
     return int(row[0]) if row else 0
-
-
-def _start_up(env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
-    with out.open("ab") as log:
-        return subprocess.Popen(
-            [VIGIL, "up", "-A", "tests.integration.agentmods.recorder"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-
-def _stop(up: subprocess.Popen[bytes]) -> None:
-    """Never leave a worker behind: a killed ``vigil up`` could not stop its children."""
-    if up.poll() is None:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
 
 
 def _logs(home: Path) -> str:
@@ -140,7 +118,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
         }
     )
     out = throwaway_home / "up.out"
-    up = _start_up(env, out)
+    up = start_up(env, out, "-A", "tests.integration.agentmods.recorder")
     producer: threading.Thread | None = None
     try:
         wait_until(lambda: _processed(database_url) >= 300, 180, "300 processed events", up, out)
@@ -156,7 +134,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
         assert up.wait(90) == 0, _logs(throwaway_home)
         phase("stopped by SIGINT")
     finally:
-        _stop(up)
+        stop_up(up)
         if producer is not None:
             producer.join(60)
     first = out.read_text()
@@ -172,7 +150,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
     assert "dashboard: http://127.0.0.1:" in first and f":{port}/metrics" in first
 
     # A second vigil up takes over where the first stopped, and stops on SIGTERM.
-    up = _start_up(env, out)
+    up = start_up(env, out, "-A", "tests.integration.agentmods.recorder")
     try:
         try:
             wait_until(lambda: _processed(database_url) >= TOTAL, 180, f"{TOTAL} processed events", up, out)
@@ -184,7 +162,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
         assert up.wait(90) == 0, _logs(throwaway_home)
         phase("stopped by SIGTERM")
     finally:
-        _stop(up)
+        stop_up(up)
     second = out.read_text()[len(first) :]
     [pid] = _worker_pids(second)
     assert not Path(f"/proc/{pid}").exists()

@@ -269,3 +269,21 @@ def wait_group_caught_up(stack: Settings, group: str, topic: str, timeout: float
     wait_until(
         lambda: group_caught_up(stack, group, topic), timeout, f"group {group} to commit the end of {topic}"
     )
+
+
+def start_up(env: dict[str, str], out: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``vigil up *args`` with its output appended to ``out``."""
+    with out.open("ab") as log:
+        return subprocess.Popen([VIGIL, "up", *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def stop_up(up: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then kill after 60 s: never leave a worker behind (a killed ``vigil up`` could not
+    stop its children)."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
