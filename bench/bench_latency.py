@@ -41,6 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -95,6 +96,8 @@ class Outcome:
     seconds: float
     #: CPU seconds of the agent's process (worker or poller) from the first steady row to the last sunk.
     cpu_s: float = 0.0
+    #: Where the time went (``emit`` variants): "stage p50/p99" for each stage of a row's way.
+    stages: str = ""
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -135,7 +138,8 @@ def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
                     row,
                     notes=f"{len(out.latencies_ms):,} rows at {out.rate:,.0f} rows/s for {out.seconds:.0f}s; "
                     f"its process's CPU {out.cpu_s * 1e6 / max(1, len(out.latencies_ms)):,.0f} µs per row; "
-                    "Postgres clock_timestamp() of both commits",
+                    "Postgres clock_timestamp() of both commits"
+                    + (f"; stages p50/p99 ms: {out.stages}" if out.stages else ""),
                 )
             rows.append(row)
     return rows
@@ -189,17 +193,23 @@ def _run_variant(
             last, achieved = _steady(conn, source, first, rate, seconds)
             _wait_sunk(conn, sink, last, proc, log, variant.label)
             cpu = procs.cpu_seconds(proc.pid) - cpu0
-            latencies = [
-                float(row[0])
+            timed = [
+                (float(row[0]), float(row[1]))
                 for row in conn.execute(
                     sql.SQL(
-                        "SELECT extract(epoch FROM k.committed_at - s.committed_at) * 1000 "
+                        "SELECT extract(epoch FROM s.committed_at), "
+                        "extract(epoch FROM k.committed_at - s.committed_at) * 1000 "
                         "FROM public.{} s JOIN public.{} k USING (id) WHERE s.id >= %s"
                     ).format(sql.Identifier(source), sql.Identifier(sink)),
                     (first,),
                 ).fetchall()
             ]
-        return Outcome(latencies, achieved, seconds, cpu)
+            latencies = [latency for _, latency in timed]
+            print(f"    worst latency (ms) per second of the run: {worst_per_second(timed)}", flush=True)
+            stages = _stages(conn, source, sink, first) if variant.mode == "emit" else ""
+            if stages:
+                print(f"    stages p50/p99 ms: {stages}", flush=True)
+        return Outcome(latencies, achieved, seconds, cpu, stages)
     finally:
         if proc is not None:
             procs.stop(proc)
@@ -208,6 +218,44 @@ def _run_variant(
             drop_replication_slot(db_url, spec.slot_name)
         client.close()
         procs.drop_database(settings, name)
+
+
+#: A row's way, from the times the agent's outbox payload carries (:mod:`bench.agentmods.sink`):
+#: its commit, Debezium reading it (``ts_ms``), the handler running, the unit of work committing.
+_STAGES_SQL = """
+SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (o.payload->>'debezium_ms')::float8
+           - extract(epoch FROM s.committed_at) * 1000),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (o.payload->>'handled_ms')::float8
+           - (o.payload->>'debezium_ms')::float8),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM k.committed_at) * 1000
+           - (o.payload->>'handled_ms')::float8)
+FROM public.{source} s JOIN public.{sink} k USING (id)
+JOIN vigil.outbox o ON (o.payload->>'id')::bigint = s.id AND o.payload ? 'handled_ms'
+WHERE s.id >= %s
+"""
+
+
+def _stages(conn: psycopg.Connection[Any], source: str, sink: str, first: int) -> str:
+    row = conn.execute(
+        sql.SQL(_STAGES_SQL).format(source=sql.Identifier(source), sink=sql.Identifier(sink)), (first,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        return ""
+    names = ("commit → Debezium read", "→ handler (Kafka, Faust, batch window)", "→ unit of work committed")
+    return "; ".join(f"{name} {q[0]:.0f}/{q[1]:.0f}" for name, q in zip(names, row, strict=True))
+
+
+def worst_per_second(timed: list[tuple[float, float]]) -> str:
+    """The highest latency of the rows committed in each second of the run, in order: a pause shows
+    as one high second, a worker falling behind as a rising run of them."""
+    if not timed:
+        return "-"
+    start = min(at for at, _ in timed)
+    worst: dict[int, float] = {}
+    for at, latency in timed:
+        second = int(at - start)
+        worst[second] = max(worst.get(second, 0.0), latency)
+    return " ".join(f"{worst[s]:.0f}" for s in sorted(worst))
 
 
 def _connector(name: str, source: str, poll_interval_ms: str | None) -> ConnectorSpec:
