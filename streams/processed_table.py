@@ -7,14 +7,14 @@ a key that was not added (that would lose an event), and it may forget any key a
 Each key is stored as its 128-bit BLAKE2b digest, 16 bytes in a preallocated ``bytearray`` laid
 out as an open-addressing hash table with linear probing: no Python object per key (an
 ``OrderedDict`` of ~80-character strings took ~180 bytes a key; this takes ~21 bytes a key of
-capacity, allocated once). Two keys share a digest with probability about n²/2¹²⁹ for n keys:
-for a million keys ~1.5e-27, as unlikely as two random UUIDs colliding; that is the only way a
-key that was not added can be reported.
+capacity, allocated once). A key that was not added matches one of n stored digests with
+probability n/2¹²⁸ per lookup (~3e-33 with a million keys: a trillion lookups, ~3e-21), as unlikely
+as two random UUIDs colliding; that is the only way such a key can be reported.
 
 Bounded by generations: two tables of ``ceil(capacity / 2)`` keys each. Keys go into the newer
 one; when it is full, the older one is cleared and becomes the newer one. So the oldest keys are
 still dropped first, but about half the capacity at a time, not one by one: the table holds
-between half and all of ``capacity`` keys once it has filled up. A key added again moves to the
+between half and all of ``capacity`` keys once it has filled up (fewer after discards). A key added again moves to the
 newer generation (it is dropped last, as a re-added key was in the ``OrderedDict``).
 
 Writers hold a lock. Lookups take none: under CPython's GIL a 16-byte slot is written and compared
@@ -37,8 +37,8 @@ _ALIAS = b"\x00" * (SLOT - 1) + b"\x01"
 #: Keys per slot, at most: linear probing stays short (a miss reads ~8.5 slots on average in a full
 #: generation, fewer while it fills: about one ``find`` window).
 MAX_LOAD = 0.75
-#: Bytes read by one ``find`` while probing (16 slots).
-WINDOW = 16 * SLOT
+#: Bytes read by one ``find`` while probing (32 slots: a miss rarely needs a second window).
+WINDOW = 32 * SLOT
 _CLEAR_CHUNK = bytes(64 * 1024)
 
 
@@ -67,9 +67,9 @@ class _Generation:
         """The byte offset of ``d``'s slot, or -1, probing from slot ``home``. Safe without the lock
         (see the module's docstring)."""
         buf = self.buf
-        size = len(buf)
         o = home * SLOT
-        for _ in range(size // WINDOW + 2):
+        wrapped = False
+        while True:  # ends: a generation always has empty slots (at most MAX_LOAD of them are used)
             end = o + WINDOW  # find() stops at the end of buf
             hit = buf.find(d, o, end)
             if hit >= 0 and (hit % SLOT == 0 or (hit := _aligned(buf, d, hit, end)) >= 0):
@@ -77,30 +77,45 @@ class _Generation:
             empty = buf.find(EMPTY, o, end)
             if empty >= 0 and (empty % SLOT == 0 or _aligned(buf, EMPTY, empty, end) >= 0):
                 return -1
-            o = end if end < size else 0
-        return -1
+            if end >= len(buf):
+                if wrapped:
+                    return -1
+                wrapped, end = True, 0
+            o = end
 
-    def insert(self, d: bytes, home: int) -> None:
-        """Store ``d``, known to be absent, in the first empty or deleted slot from slot ``home`` on."""
+    def locate(self, d: bytes, home: int) -> tuple[int, int]:
+        """``(offset of d's slot, -1)`` if ``d`` is stored, else ``(-1, offset of the slot it would
+        take)``: the first deleted slot before the first empty one, or that empty one."""
         buf = self.buf
         size = len(buf)
+        marks = self.used > self.live  # deletion marks are rare: look for them only if there are any
+        free = -1
         o = home * SLOT
         for _ in range(size // WINDOW + 2):
             end = o + WINDOW
+            hit = buf.find(d, o, end)
+            if hit >= 0 and (hit % SLOT == 0 or (hit := _aligned(buf, d, hit, end)) >= 0):
+                return hit, -1
             empty = _aligned(buf, EMPTY, buf.find(EMPTY, o, end), end)
-            before = end if empty < 0 else empty  # a key never goes past an empty slot
-            deleted = _aligned(buf, DELETED, buf.find(DELETED, o, before), before)
-            if deleted >= 0:
-                buf[deleted : deleted + SLOT] = d
-                self.live += 1
-                return
+            if marks and free < 0:
+                before = end if empty < 0 else empty  # a key never goes past an empty slot
+                free = _aligned(buf, DELETED, buf.find(DELETED, o, before), before)
             if empty >= 0:
-                buf[empty : empty + SLOT] = d
-                self.live += 1
-                self.used += 1
-                return
+                return -1, free if free >= 0 else empty
             o = end if end < size else 0
-        raise AssertionError("a generation below its load limit has a free slot")
+        raise AssertionError("a generation below its load limit has an empty slot")
+
+    def store(self, offset: int, d: bytes) -> None:
+        """Write ``d`` into the free slot at ``offset`` (from :meth:`locate`)."""
+        if self.buf.startswith(EMPTY, offset):
+            self.used += 1
+        self.buf[offset : offset + SLOT] = d
+        self.live += 1
+
+    def insert(self, d: bytes, home: int) -> None:
+        hit, free = self.locate(d, home)
+        if hit < 0:
+            self.store(free, d)
 
     def delete(self, offset: int) -> None:
         # A mark, not an empty slot: keys stored after this one in the probe sequence stay reachable.
@@ -162,7 +177,8 @@ class ProcessedTable:
     def _add(self, d: bytes) -> None:
         home = self._home(d)
         newer, older = self._gens
-        if newer.find(d, home) >= 0:
+        hit, free = newer.locate(d, home)
+        if hit >= 0:
             return
         offset = older.find(d, home)
         if offset >= 0:  # added again: moves to the newer generation, as move_to_end did
@@ -171,9 +187,10 @@ class ProcessedTable:
             self._drop(older)
             newer, older = older, newer
             self._gens = (newer, older)
+            free = home * SLOT  # the newer generation is empty
         if newer.live + older.live >= self.capacity:  # an odd capacity: drop the older keys early
             self._drop(older)
-        newer.insert(d, home)
+        newer.store(free, d)
 
     def _drop(self, older: _Generation) -> None:
         # Lookups stop reading the older generation before it is cleared (one still reading it
