@@ -3,6 +3,8 @@
 A fast path only: an id found here was committed in Postgres, so the event is skipped without a
 database round trip. An id missing here (the table is stale, lost, or bounded) is checked by
 Postgres, which stays the source of truth: the table can cause neither a duplicate nor a loss.
+The table itself (:class:`streams.processed_table.ProcessedTable`, 128-bit digests packed in
+preallocated arrays) is pure and lives in ``streams``.
 """
 
 from __future__ import annotations
@@ -10,52 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams import headers
 from streams.catalog import PROCESSED_EVENTS
+from streams.processed_table import ProcessedTable
+
+__all__ = ["LedgerReader", "ProcessedTable"]
 
 log = logging.getLogger(__name__)
-
-
-class ProcessedTable:
-    """A bounded set of ``<agent>/<event_id>`` keys, least recently added dropped first."""
-
-    def __init__(self, capacity: int = 1_000_000) -> None:
-        self.capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def add(self, agent: str, event_ids: Iterable[str]) -> None:
-        with self._lock:
-            for event_id in event_ids:
-                self._add(f"{agent}/{event_id}")
-
-    def add_keys(self, keys: Iterable[str]) -> None:
-        with self._lock:
-            for key in keys:
-                self._add(key)
-
-    def _add(self, key: str) -> None:
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
-
-    def discard_keys(self, keys: Iterable[str]) -> None:
-        """Forget keys (their tombstones arrived: the rows were pruned, the events may run again)."""
-        with self._lock:
-            for key in keys:
-                self._keys.pop(key, None)
-
-    def known(self, agent: str, event_id: str) -> bool:
-        return f"{agent}/{event_id}" in self._keys
 
 
 class LedgerReader(threading.Thread):

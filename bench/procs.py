@@ -56,8 +56,9 @@ LEDGER_MARGIN_S = 300.0
 def ledger_window() -> dict[str, str]:
     """``VIGIL_PROCESSED_RETENTION_DAYS`` for a worker of this run: its ledger reader starts at the
     records of this run (less a margin) instead of a week of earlier runs' records, which are of
-    other (dropped) databases and would only be read and skipped. Rows are pruned only when older
-    than the window, so nothing this run wrote is pruned while it runs."""
+    other (dropped) databases and would only be read and skipped. Rows are pruned when older than
+    the window, which is fixed when the worker starts: a worker that runs longer than the run's age
+    at its start plus the margin prunes its own first rows (count progress in ``vigil.runs``)."""
     seconds = time.time() - RUN_STARTED + LEDGER_MARGIN_S
     return {"VIGIL_PROCESSED_RETENTION_DAYS": f"{seconds / 86400:.6f}"}
 

@@ -58,9 +58,3 @@ def test_reader_loads_records_younger_than_the_retention(
     assert not any(table.known("agent", f"theirs-{n}") for n in range(50)), "another database's records"
     assert not any(table.known("agent", f"unnamed-{n}") for n in range(50)), "records naming no database"
     assert reader.ignored == 100
-
-
-def test_table_is_bounded() -> None:
-    table = ProcessedTable(capacity=3)
-    table.add("a", ["1", "2", "3", "4"])
-    assert not table.known("a", "1") and table.known("a", "4") and len(table) == 3

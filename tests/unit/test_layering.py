@@ -48,6 +48,7 @@ PURE_MODULES = [
     "streams/doctor_checks.py",
     "streams/replay_plan.py",
     "streams/demo_script.py",
+    "streams/processed_table.py",
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
