@@ -52,6 +52,8 @@ class LedgerReader(threading.Thread):
         self._halt = threading.Event()
         #: Set once every partition was read to its end (with ``enable.partition.eof``).
         self.caught_up = threading.Event()
+        #: Set once nobody need wait for the reader any more: it caught up, or it stopped.
+        self.settled = threading.Event()
         self.ignored = 0
 
     def _start_positions(self, partitions: Iterable[int]) -> list[TopicPartition]:
@@ -84,6 +86,7 @@ class LedgerReader(threading.Thread):
             at_end: set[int] = set()
             if not partitions:
                 self.caught_up.set()
+                self.settled.set()
             while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
                 keys: list[str] = []
@@ -118,6 +121,7 @@ class LedgerReader(threading.Thread):
                 # event itself (the batch it came in may still hold keys).
                 if len(at_end) == len(partitions) and not self.caught_up.is_set():
                     self.caught_up.set()
+                    self.settled.set()
                     log.info(
                         "ledger caught up: %d keys known, %d records of other databases ignored",
                         len(self.table),
@@ -126,6 +130,7 @@ class LedgerReader(threading.Thread):
         except Exception:  # the table is an accelerator: losing it costs speed, never correctness
             log.exception("ledger reader stopped; processed-event checks go to Postgres")
         finally:
+            self.settled.set()
             self.consumer.close()
 
     def stop(self) -> None:

@@ -142,12 +142,12 @@ class WorkerRuntime:
         ``ledger_wait_s``: events replayed or redelivered at start are then skipped from memory, not
         claimed again in Postgres one batch at a time. Correctness never depends on it."""
         ledger, wait_s = self.ledger, self.settings.ledger_wait_s
-        if ledger is None or ledger.caught_up.is_set() or wait_s <= 0:
+        if ledger is None or ledger.settled.is_set() or wait_s <= 0:
             return
         log.info(
             "waiting up to %.0f s for the ledger of processed events (%d keys read)", wait_s, len(self.table)
         )
-        if not await asyncio.to_thread(ledger.caught_up.wait, wait_s):
+        if not await asyncio.to_thread(ledger.settled.wait, wait_s):
             log.warning(
                 "the ledger of processed events was not read within %.0f s (%d keys so far); starting "
                 "anyway: Postgres checks the events it has not told yet (VIGIL_LEDGER_WAIT_S)",

@@ -16,7 +16,7 @@ from streams.settings import Settings
 
 class _Reader:
     def __init__(self) -> None:
-        self.caught_up = threading.Event()
+        self.settled = threading.Event()
 
 
 def _runtime(reader: _Reader, wait_s: float) -> WorkerRuntime:
@@ -28,7 +28,7 @@ def _runtime(reader: _Reader, wait_s: float) -> WorkerRuntime:
 
 def test_agents_start_once_the_ledger_is_read() -> None:
     reader = _Reader()
-    threading.Timer(0.3, reader.caught_up.set).start()
+    threading.Timer(0.3, reader.settled.set).start()
     started = time.monotonic()
     asyncio.run(_runtime(reader, 30).ledger_read())
     assert 0.25 <= time.monotonic() - started < 5
