@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         description="Faust app id: the consumer group of the agents (workers with one id share work).",
     )
     batch_size: int = Field(500, ge=1, description="Events an agent processes per transaction, at most.")
+    fetch_max_wait_ms: int = Field(
+        20,
+        ge=1,
+        le=30_000,
+        description=(
+            "Longest time the broker holds an agent consumer's fetch when there is no data; also the "
+            "longest a new event can wait behind such a fetch (Faust's own value is 1500)."
+        ),
+    )
     batch_window_ms: float = Field(
         10.0,
         gt=0,

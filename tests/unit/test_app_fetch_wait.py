@@ -1,0 +1,32 @@
+"""The agents' consumer fetches with Vigil's fetch wait, not Faust's fixed 1,500 ms."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streams import app as app_module
+from streams.settings import Settings
+
+
+def test_the_worker_consumer_takes_the_fetch_wait_of_its_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    def faust_creates(thread: Any, transport: Any) -> Any:
+        return SimpleNamespace(_fetch_max_wait_ms=1500)  # what Faust passes to aiokafka
+
+    monkeypatch.setattr(app_module, "_faust_create_worker_consumer", faust_creates)
+    monkeypatch.setitem(app_module._FETCH_MAX_WAIT_MS, "fetch-wait-a", 20)
+
+    def thread_of(app_id: str) -> Any:
+        return SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(id=app_id)))
+
+    assert app_module._create_worker_consumer(thread_of("fetch-wait-a"), None)._fetch_max_wait_ms == 20
+    assert app_module._create_worker_consumer(thread_of("another"), None)._fetch_max_wait_ms == 1500
+    assert Settings(kafka_bootstrap="x:1").fetch_max_wait_ms == 20
+
+
+def test_faust_builds_its_worker_consumer_through_vigils_hook() -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert AIOKafkaConsumerThread._create_worker_consumer is app_module._create_worker_consumer
