@@ -515,6 +515,11 @@ def test_a_failed_task_is_restarted_by_apply(stack: Settings) -> None:
     applied.file.write_text(json.dumps([spec.as_connect_json()]))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE public.{table} (id int PRIMARY KEY)")
+        # The publication first, then the slot: pgoutput reads the publication as of each change it
+        # decodes, and a change older than the publication (any other test's write in between)
+        # made the holder fail with "publication does not exist", leave the slot for 5 s and let
+        # the connector take it (both other orders failed that way now and then).
+        conn.execute(f'CREATE PUBLICATION "{spec.publication_name}" FOR TABLE public.{table}')
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (spec.slot_name,))
     # Another client holds the slot: the connector's task cannot stream from it.
     holder = subprocess.Popen(
@@ -536,8 +541,6 @@ def test_a_failed_task_is_restarted_by_apply(stack: Settings) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'CREATE PUBLICATION "{spec.publication_name}" FOR TABLE public.{table}')
         _wait_slot_active(url, spec.slot_name, True)
         applied.apply()
         failed = _wait_status(applied, spec.name, lambda h: "failed tasks" in h["detail"])
