@@ -435,7 +435,7 @@ def drift_detect(
     step: Annotated[int | None, typer.Option("--step", help="Observations between scores.")] = None,
 ) -> None:
     """Run the policy's detector over a metric stream and publish each detection to drift.events."""
-    from ops.drift_cli import run_detect
+    from ops.drift_cli import DetectorTarget, run_detect
 
     run_detect(
         settings(),
@@ -446,12 +446,7 @@ def drift_detect(
         query=query,
         every=every,
         max_samples=max_samples,
-        source=source,
-        metric=metric,
-        labels=label or [],
-        window=window,
-        baseline_size=baseline_size,
-        step=step,
+        target=DetectorTarget(source, metric, label or [], window, baseline_size, step),
         out=lambda line: print(line, flush=True),
     )
 

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ops.services import stack
@@ -51,31 +51,35 @@ def publish(
     )
 
 
+@dataclass(frozen=True)
+class DetectorTarget:
+    """What ``vigil drift detect`` scores, whatever feeds it: the (source, metric) and labels its
+    events carry, and the policy's window, baseline and step where the command overrides them."""
+
+    source: str
+    metric: str
+    labels: Sequence[str] = ()
+    window: int | None = None
+    baseline_size: int | None = None
+    step: int | None = None
+
+
 def detect(
-    settings: Settings,
-    samples: Iterable[Sample],
-    *,
-    source: str,
-    metric: str,
-    labels: Sequence[str],
-    window: int | None,
-    baseline_size: int | None,
-    step: int | None,
-    out: Callable[[str], None],
+    settings: Settings, samples: Iterable[Sample], target: DetectorTarget, *, out: Callable[[str], None]
 ) -> int:
     """Run the policy's detector for (source, metric) over ``(value, at)`` samples (``at`` in epoch
     seconds) and publish each detection to drift.events; return how many were published.
 
     Every source (stdin, a CDC field, a Postgres query) feeds this one loop.
     """
-    parsed = parse_labels(labels)
-    rule = load_policy(settings.drift_policy).rule_for(source, metric)
+    parsed = parse_labels(target.labels)
+    rule = load_policy(settings.drift_policy).rule_for(target.source, target.metric)
     rule = replace(
         rule,
-        window=window if window is not None else rule.window,
-        baseline_size=baseline_size if baseline_size is not None else rule.baseline_size,
+        window=target.window if target.window is not None else rule.window,
+        baseline_size=target.baseline_size if target.baseline_size is not None else rule.baseline_size,
     )
-    detector = WindowedDetector(rule, step=step)
+    detector = WindowedDetector(rule, step=target.step)
     publisher = DriftPublisher(settings)
     published = 0
     try:
@@ -84,8 +88,8 @@ def detect(
             if found is None:
                 continue
             record = drift_record(
-                source=source,
-                metric=metric,
+                source=target.source,
+                metric=target.metric,
                 value=found.value,
                 severity=found.severity,
                 labels=parsed,
@@ -131,12 +135,7 @@ def run_detect(
     query: str | None,
     every: float,
     max_samples: int | None,
-    source: str,
-    metric: str,
-    labels: Sequence[str],
-    window: int | None,
-    baseline_size: int | None,
-    step: int | None,
+    target: DetectorTarget,
     out: Callable[[str], None],
 ) -> int:
     """Pick the one source named (--stdin, --topic/--field or --query), feed it to :func:`detect`."""
@@ -171,17 +170,7 @@ def run_detect(
     handled = () if stdin_lines is not None else (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in handled}
     try:
-        return detect(
-            resolved,
-            limited(samples, max_samples, stop),
-            source=source,
-            metric=metric,
-            labels=labels,
-            window=window,
-            baseline_size=baseline_size,
-            step=step,
-            out=out,
-        )
+        return detect(resolved, limited(samples, max_samples, stop), target, out=out)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
