@@ -99,9 +99,9 @@ def _json_default(value: Any) -> Any:
 
 
 #: orjson hands what json would give to ``_json_default`` to it too, so both write the same text.
-#: A number (after ``:``, ``,`` or ``[``) below 1e-4, which orjson and json spell differently; inside a
+#: A number (first, or after ``:``, ``,`` or ``[``) below 1e-4, which orjson and json spell differently; inside a
 #: string it only costs the slower path.
-_SMALL_FLOAT = re.compile(rb"[:,\[]-?(?:[0-9.]+e-|0\.0000)")
+_SMALL_FLOAT = re.compile(rb"(?:^|[:,\[])-?(?:[0-9.]+e-|0\.0000)")
 _ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
