@@ -9,6 +9,7 @@ does not re-read the events it had not acked; the next worker start re-reads the
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -451,6 +452,26 @@ async def watch_health(runtime: WorkerRuntime, stop: asyncio.Event | None = None
         await asyncio.sleep(HEALTH_EVERY_S)
 
 
+#: Allocations (minus deallocations) between two young collections; CPython's default is 700.
+YOUNG_GC_THRESHOLD = 20_000
+
+
+def settle_garbage_collector() -> None:
+    """Keep the garbage collector's full collections off the agents' hot path.
+
+    A full collection walks every object it tracks. Once the worker is up that is ≈ 170k objects
+    (the modules, classes and services of Faust, aiokafka, SQLAlchemy and the agents), and each
+    full collection stopped the event loop for 90-140 ms, several times in a 20-s run at 1,000
+    events/s: the worst CDC latencies. ``gc.freeze()`` moves what start-up made into a generation no
+    collection walks again, and a higher young threshold makes collections rarer, not longer (the
+    events of a batch are garbage by the time it is acked).
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
+
+
 def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRuntime) -> faust.App:
     """The Faust app with one Faust agent per registered Vigil agent."""
     app = make_app(settings, settings.app_id)
@@ -462,6 +483,7 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
         # After Faust configured logging: it leaves the root logger at DEBUG (its spinner; ~15% of
         # throughput) and a handler that would drop Vigil's own information.
         apply_log_levels(settings.log_level)
+        settle_garbage_collector()
         runtime.start()
 
     async def close_runtime(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
