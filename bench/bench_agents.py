@@ -557,7 +557,8 @@ def _start_profiler(pid: int, output: Path, log: Path) -> subprocess.Popen[bytes
         "--pid",
         str(pid),
         "--rate",
-        "200",
+        "100",
+        "--nonblocking",  # does not stop the worker to sample it (stopping it cost 5x its CPU)
         "--format",
         "raw",
         "--output",
