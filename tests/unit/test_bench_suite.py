@@ -9,7 +9,18 @@ import pytest
 from bench import bench_agents, bench_cdc, bench_dedup, bench_latency, bench_memory
 from bench.common import Measurement, payload, percentile, table_lines
 from bench.procs import Rate, metric_value
-from bench.targets import MET_AIM, MET_FLOOR, MISSED, NO_PEER, NOT_RUN, TARGETS, Target, evaluate, verdict
+from bench.targets import (
+    MET_AIM,
+    MET_ALTERNATIVE,
+    MET_FLOOR,
+    MISSED,
+    NO_PEER,
+    NOT_RUN,
+    TARGETS,
+    Target,
+    evaluate,
+    verdict,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -69,6 +80,15 @@ def test_a_target_without_an_aim_is_met_at_its_floor() -> None:
     relay = Target("relay", "b", "v", "relay cost", "value", False, 10.0, None, "%")
     assert verdict(4.0, relay) == MET_FLOOR
     assert verdict(23.0, relay) == MISSED
+
+
+def test_a_number_that_misses_is_met_by_the_alternative_the_issue_accepts() -> None:
+    relay = Target(
+        "relay", "b", "v", "relay cost", "value", False, 10.0, None, "%", alternative="own process"
+    )
+    assert verdict(4.0, relay) == MET_FLOOR
+    assert verdict(23.0, relay) == MET_ALTERNATIVE
+    assert verdict(None, relay) == NOT_RUN
 
 
 def test_evaluate_judges_the_ratio_or_the_value_of_the_matching_row() -> None:
