@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
 from agents.db import as_engine, async_engine, installation_id
+from agents.feed import QUEUED_BATCHES, BatchFeed, FeedChannel, feed_group
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.metrics import Metrics
 from agents.outputs import KafkaOutputs
@@ -36,14 +37,21 @@ from agents.unit_of_work import Item, UnitOfWork
 from agents.watch import Monitor, WatchedAgent
 from agents.watches import WatchRunner
 from schemas.codec import Codec
-from schemas.errors import PoisonError
+from schemas.errors import ConfigurationError, PoisonError
 from streams.app import make_app
 from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.lag import group_lag, lag_probe
 from streams.logs import apply_log_levels
 from streams.settings import Settings
-from streams.views import EVENT_ID_HEADER, MessageParts, addressed_elsewhere, headers_to_dict, view_of
+from streams.views import (
+    EVENT_ID_HEADER,
+    MessageParts,
+    addressed_elsewhere,
+    headers_to_dict,
+    parts_of_record,
+    view_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,8 @@ class WorkerRuntime:
     inflight: dict[int, int] = field(default_factory=dict)
     #: Per agent, the loop time of its last committed batch (the absence check of a stuck agent).
     progress: dict[str, float] = field(default_factory=dict)
+    #: With batch delivery, each agent's feed (:mod:`agents.feed`).
+    feeds: list[BatchFeed] = field(default_factory=list)
     #: Per agent, its consumer lag per topic as last measured (status, metrics).
     lag: dict[str, dict[str, int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -128,6 +138,10 @@ class WorkerRuntime:
             watches=watches,
             admin=make_admin(settings),
         )
+
+    async def topic_ids_of(self, topics: set[str]) -> dict[str, str | None]:
+        """The broker's ids of ``topics`` (each looked up once per worker)."""
+        return {topic: await self.topic_id(topic) for topic in topics}
 
     async def topic_id(self, topic: str) -> str | None:
         """The broker's id of ``topic``, looked up once per worker."""
@@ -199,6 +213,10 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         self._stop.set()
+        for feed in self.feeds:
+            feed.stop()
+        for feed in self.feeds:
+            await asyncio.to_thread(feed.join, 10)
         if self.ledger is not None:
             self.ledger.stop()
         for thread in self._threads:
@@ -228,17 +246,13 @@ def parts_of(message: Any, topic_id: str | None = None) -> MessageParts:
 
 
 async def run_batch(
-    spec: AgentSpec, uow: UnitOfWork, runtime: WorkerRuntime, messages: Sequence[Any]
+    spec: AgentSpec, uow: UnitOfWork, runtime: WorkerRuntime, messages: Sequence[MessageParts]
 ) -> None:
     """Decode, skip known ids, run the unit of work, publish the ledger records. Does not ack."""
     items: list[Item] = []
     skipped = 0
-    topic_ids = runtime.topic_ids
     known = runtime.table.known
-    for message in messages:
-        topic = message.topic
-        topic_id = topic_ids[topic] if topic in topic_ids else await runtime.topic_id(topic)
-        parts = parts_of(message, topic_id)
+    for parts in messages:
         # A duplicate that names its id in a header is skipped before it is decoded: a redelivered
         # or replayed batch costs little more than reading it.
         header_id = parts.headers.get(EVENT_ID_HEADER)
@@ -296,7 +310,18 @@ async def run_batch(
     )
 
 
+async def _run_or_crash(app: faust.App, spec: AgentSpec, work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception as exc:
+        log.critical("agent %s: unexpected error, stopping the worker: %r", spec.name, exc, exc_info=True)
+        await app.crash(exc)
+        raise
+
+
 def _agent_body(app: faust.App, spec: AgentSpec, runtime: WorkerRuntime) -> Callable[[Any], Awaitable[None]]:
+    """Faust's delivery: take up to ``batch_size`` events, run them, then ack them one by one."""
+
     async def process(stream: Any) -> None:
         uow = UnitOfWork(spec, runtime.engine, runtime.outputs)
         await runtime.ledger_read()
@@ -304,19 +329,43 @@ def _agent_body(app: faust.App, spec: AgentSpec, runtime: WorkerRuntime) -> Call
         size = spec.batch_size or settings.batch_size
         window_ms = spec.batch_window_ms if spec.batch_window_ms is not None else settings.batch_window_ms
         async for events in stream.noack_take(size, within=window_ms / 1000):
-            try:
-                await run_batch(spec, uow, runtime, [event.message for event in events])
-            except Exception as exc:
-                log.critical(
-                    "agent %s: unexpected error, stopping the worker: %r", spec.name, exc, exc_info=True
-                )
-                await app.crash(exc)
-                raise
+            messages = [event.message for event in events]
+            ids = await runtime.topic_ids_of({m.topic for m in messages})
+            parts = [parts_of(m, ids[m.topic]) for m in messages]
+            await _run_or_crash(app, spec, run_batch(spec, uow, runtime, parts))
             for event in events:
                 await stream.ack(event)
 
-    process.__name__ = f"vigil_agent_{spec.name.replace('.', '_').replace('-', '_')}"
+    process.__name__ = _body_name(spec)
     return process
+
+
+def _feed_body(
+    app: faust.App, spec: AgentSpec, runtime: WorkerRuntime, feed: BatchFeed
+) -> Callable[[Any], Awaitable[None]]:
+    """Batch delivery (:mod:`agents.feed`): each value of the stream is a whole batch."""
+
+    async def process(stream: Any) -> None:
+        uow = UnitOfWork(spec, runtime.engine, runtime.outputs)
+        await runtime.ledger_read()
+        feed.start(asyncio.get_running_loop())
+
+        async def consume() -> None:
+            async for batch in stream:
+                feed.take(batch)
+                ids = await runtime.topic_ids_of({m.topic() for m in batch.messages})
+                parts = [parts_of_record(m, ids[m.topic()]) for m in batch.messages]
+                await run_batch(spec, uow, runtime, parts)
+                feed.done(batch)
+
+        await _run_or_crash(app, spec, consume())
+
+    process.__name__ = _body_name(spec)
+    return process
+
+
+def _body_name(spec: AgentSpec) -> str:
+    return f"vigil_agent_{spec.name.replace('.', '_').replace('-', '_')}"
 
 
 PRUNE_FIRST_AFTER_S = 600.0
@@ -389,11 +438,11 @@ async def watch_periodically(
     settings = runtime.settings
     last_beat = 0.0
     loop = asyncio.get_running_loop()
-    probe = await asyncio.to_thread(lag_probe, settings, settings.app_id)
+    probes: dict[str, Any] = {}
     while stop is None or not stop.is_set():
         try:
             if loop.time() - last_beat >= settings.agent_beat_every_s:
-                await _measure_lag(runtime, monitor, probe)
+                await _measure_lag(runtime, monitor, probes)
                 await asyncio.to_thread(
                     monitor.beat_agents,
                     partial(agent_alive, runtime, now=loop.time()),
@@ -410,10 +459,20 @@ async def watch_periodically(
         await asyncio.sleep(settings.watch_interval_s)
 
 
-async def _measure_lag(runtime: WorkerRuntime, monitor: Monitor, probe: Any) -> None:
+def agent_group(settings: Settings, agent: str) -> str:
+    """The consumer group whose offsets say how far ``agent`` got: the app's with Faust's delivery,
+    the agent's own feed's with batch delivery."""
+    return feed_group(settings.app_id, agent) if settings.delivery == "batch" else settings.app_id
+
+
+async def _measure_lag(runtime: WorkerRuntime, monitor: Monitor, probes: dict[str, Any]) -> None:
+    """Each watched agent's lag, through one offsets-only consumer per group (made on first use)."""
     for watched in monitor.agents:
         try:
-            runtime.lag[watched.name] = await asyncio.to_thread(group_lag, probe, watched.topics)
+            group = agent_group(runtime.settings, watched.name)
+            if group not in probes:
+                probes[group] = await asyncio.to_thread(lag_probe, runtime.settings, group)
+            runtime.lag[watched.name] = await asyncio.to_thread(group_lag, probes[group], watched.topics)
             runtime.metrics.set_lag(watched.name, runtime.lag[watched.name])
         except Exception as exc:  # unknown lag is not evidence of a stuck agent: keep the last value
             log.debug("watch: lag of %s not measured: %s", watched.name, exc)
@@ -476,6 +535,17 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     """The Faust app with one Faust agent per registered Vigil agent."""
     app = make_app(settings, settings.app_id)
     for spec in specs:
+        if settings.delivery == "batch":
+            if spec.concurrency != 1:
+                raise ConfigurationError(
+                    f"agent {spec.name}: concurrency={spec.concurrency} needs VIGIL_DELIVERY=faust; with "
+                    "batch delivery run more workers (each agent's partitions are shared among them)"
+                )
+            feed_channel = FeedChannel(app, maxsize=QUEUED_BATCHES)
+            feed = BatchFeed(settings, spec, feed_channel, crash=app.crash)
+            runtime.feeds.append(feed)
+            app.agent(feed_channel, name=spec.name)(_feed_body(app, spec, runtime, feed))
+            continue
         channel = app.topic(*spec.topics, key_serializer="raw", value_serializer="raw")
         app.agent(channel, name=spec.name, concurrency=spec.concurrency)(_agent_body(app, spec, runtime))
 

@@ -52,7 +52,7 @@ from streams.replay_plan import (
 )
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from streams.views import MessageParts, addressed_elsewhere, headers_to_dict, view_of
+from streams.views import MessageParts, addressed_elsewhere, parts_of_record, record_headers, view_of
 
 METADATA_TIMEOUT = 10.0
 #: No message and no end-of-partition for this long while reading a range: the broker is not answering.
@@ -257,33 +257,6 @@ def read_range(
             consumer.pause([TopicPartition(plan.topic, partition)])
 
 
-def parts_of(msg: Message, topic_id: str | None = None) -> MessageParts:
-    kind, stamp = msg.timestamp()
-    return MessageParts(
-        topic=msg.topic() or "",
-        partition=msg.partition() or 0,
-        offset=msg.offset() or 0,
-        key=_maybe_bytes(msg.key()),
-        value=_maybe_bytes(msg.value()),
-        headers=headers_to_dict(headers_of(msg)),
-        timestamp_ms=stamp if kind != 0 else None,
-        topic_id=topic_id,
-    )
-
-
-def headers_of(msg: Message) -> list[tuple[str, bytes]]:
-    """The message's headers in order (repeats kept), as bytes."""
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(name, _maybe_bytes(value) or b"") for name, value in pairs]
-
-
-def _maybe_bytes(value: str | bytes | None) -> bytes | None:
-    if value is None:
-        return None
-    return value if isinstance(value, bytes) else value.encode()
-
-
 class Pacer:
     """At most ``rate`` messages a second (None: as fast as it goes)."""
 
@@ -404,13 +377,13 @@ def _to_topic(
             failures.append(error.str())
 
     for msg in messages:
-        parts = parts_of(msg)
+        parts = parts_of_record(msg)
         if not filters.matches(parts.key, parts.headers, parts.timestamp_ms):
             continue
         result.matched += 1
         pacer.wait()
         copied: list[tuple[str, str | bytes | None]] = list(
-            sandbox_headers(headers_of(msg), result.replay_id)
+            sandbox_headers(record_headers(msg), result.replay_id)
         )
         kwargs: dict[str, Any] = {}
         if parts.timestamp_ms is not None:
@@ -490,7 +463,7 @@ async def _through_agent(
     batch: list[Item] = []
     try:
         for msg in messages:
-            parts = parts_of(msg)
+            parts = parts_of_record(msg)
             if not filters.matches(parts.key, parts.headers, parts.timestamp_ms):
                 continue
             if redrive:

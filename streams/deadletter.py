@@ -19,6 +19,7 @@ from schemas.codec import Codec, Decoded
 from schemas.errors import DecodeError, PoisonError
 from streams import headers
 from streams.catalog import DLQ
+from streams.views import maybe_bytes
 
 ERROR = headers.ERROR
 ERROR_TYPE = headers.ERROR_TYPE
@@ -89,15 +90,11 @@ def dead_letter_of(msg: Message, error: BaseException) -> DeadLetter:
         topic=topic or "",
         partition=-1 if partition is None else partition,
         offset=-1 if offset is None else offset,
-        key=_maybe_bytes(msg.key()),
-        value=_maybe_bytes(msg.value()),
+        key=maybe_bytes(msg.key()),
+        value=maybe_bytes(msg.value()),
         headers=msg.headers(),
         error=error,
     )
-
-
-def _maybe_bytes(value: str | bytes | None) -> bytes | None:
-    return None if value is None else _as_bytes(value)
 
 
 def send_dead_letter(

@@ -23,6 +23,7 @@ from pydantic_settings import (
 from schemas.errors import ConfigurationError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+Delivery = Literal["faust", "batch"]
 
 DEFAULT_SESSION_TIMEOUT_MS = 45000
 
@@ -111,6 +112,13 @@ class Settings(BaseSettings):
         description=(
             "Longest time the broker holds an agent consumer's fetch when there is no data; also the "
             "longest a new event can wait behind such a fetch (Faust's own value is 1500)."
+        ),
+    )
+    delivery: Delivery = Field(
+        "faust",
+        description=(
+            "How events reach agents: `faust` (Faust's consumer, message by message) or `batch` (each "
+            "agent's own consumer, group `<app id>.<agent>`, hands its Faust agent a batch at a time)."
         ),
     )
     batch_window_ms: float = Field(

@@ -70,6 +70,35 @@ def headers_to_dict(
     return {name: (value or b"") for name, value in items}
 
 
+def maybe_bytes(value: str | bytes | None) -> bytes | None:
+    """A key, value or header value as bytes (confluent-kafka hands bytes; a str is UTF-8 encoded)."""
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def record_headers(msg: Any) -> list[tuple[str, bytes]]:
+    """A confluent-kafka message's headers in order (repeats kept), as bytes."""
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(name, maybe_bytes(value) or b"") for name, value in pairs]
+
+
+def parts_of_record(msg: Any, topic_id: str | None = None) -> MessageParts:
+    """The parts of a consumed confluent-kafka ``Message``."""
+    kind, stamp = msg.timestamp()
+    return MessageParts(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        key=maybe_bytes(msg.key()),
+        value=maybe_bytes(msg.value()),
+        headers=headers_to_dict(record_headers(msg)),
+        timestamp_ms=stamp if kind != 0 else None,
+        topic_id=topic_id,
+    )
+
+
 def event_id_of(parts: MessageParts) -> str:
     """The stable id of the event in ``parts``."""
     header = parts.headers.get(EVENT_ID_HEADER)

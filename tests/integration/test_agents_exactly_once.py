@@ -31,6 +31,19 @@ from tests.integration.workers import (
 
 pytestmark = pytest.mark.integration
 
+#: Each test marked with the ``delivery`` fixture runs once per way events reach agents.
+DELIVERIES = ("faust", "batch")
+
+
+@pytest.fixture(params=DELIVERIES)
+def delivery(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def agent_group(app_id: str, agent: str, delivery: str) -> str:
+    """The consumer group an agent's offsets are committed under (see agents.worker.agent_group)."""
+    return f"{app_id}.{agent}" if delivery == "batch" else app_id
+
 
 @pytest.mark.timeout(600)
 def test_every_event_delivered_three_times_is_processed_and_delivered_once(
@@ -40,6 +53,7 @@ def test_every_event_delivered_three_times_is_processed_and_delivered_once(
     unique: str,
     tmp_path: Path,
     receiver: Receiver,
+    delivery: str,
 ) -> None:
     topic = make_topic("orders", partitions=3)
     aggregate = f"effects-{unique}"
@@ -53,7 +67,7 @@ def test_every_event_delivered_three_times_is_processed_and_delivered_once(
         app_id=unique,
         agent_name=unique,
         log_path=log,
-        extra_env={"VIGIL_TEST_AGGREGATE": aggregate},
+        extra_env={"VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_DELIVERY": delivery},
     )
     sink = start_sink(
         stack, fresh_database, receiver.url, outbox_topic(aggregate), f"{unique}-sink", tmp_path
@@ -66,7 +80,7 @@ def test_every_event_delivered_three_times_is_processed_and_delivered_once(
         )
         wait_until(lambda: delivered() >= 5000, 120, "5,000 deliveries", sink, tmp_path / "sink.log")
         # Everything consumed and acked by both: a duplicate would be in the database by now.
-        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, agent_group(unique, unique, delivery), topic)
         wait_group_caught_up(stack, f"{unique}-sink", outbox_topic(aggregate))
     finally:
         stop(worker)
@@ -81,7 +95,12 @@ def test_every_event_delivered_three_times_is_processed_and_delivered_once(
 
 @pytest.mark.timeout(300)
 def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
-    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+    stack: Settings,
+    fresh_database: str,
+    make_topic: Callable[..., str],
+    unique: str,
+    tmp_path: Path,
+    delivery: str,
 ) -> None:
     topic = make_topic("flaky", partitions=2)
     events = [
@@ -92,11 +111,19 @@ def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
     rejected = {f"evt-{n}" for n in range(1000) if n % 100 == 13}
     produce_events(stack, topic, events)
     log = tmp_path / "worker.log"
-    worker = start_worker(stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log)
+    worker = start_worker(
+        stack,
+        fresh_database,
+        topic=topic,
+        app_id=unique,
+        agent_name=unique,
+        log_path=log,
+        extra_env={"VIGIL_DELIVERY": delivery},
+    )
     try:
         count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
         wait_until(lambda: count() >= 1000, 180, "1,000 processed events", worker, log)
-        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, agent_group(unique, unique, delivery), topic)
     finally:
         stop(worker)
     ok = 1000 - len(failing) - len(rejected)
@@ -129,6 +156,7 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
     unique: str,
     tmp_path: Path,
     receiver: Receiver,
+    delivery: str,
 ) -> None:
     topic = make_topic("crashy", partitions=3)
     total = 20_000
@@ -139,7 +167,7 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
     progress = []
     # Slow each event a little so that 20 kills land while work is in flight.
     aggregate = f"effects-{unique}"
-    slow = {"VIGIL_TEST_SLOW_MS": "1", "VIGIL_TEST_AGGREGATE": aggregate}
+    slow = {"VIGIL_TEST_SLOW_MS": "1", "VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_DELIVERY": delivery}
     # The sink runs throughout: outbox rows relayed twice by a killed worker must be delivered once.
     sink = start_sink(
         stack, fresh_database, receiver.url, outbox_topic(aggregate), f"{unique}-sink", tmp_path
@@ -163,7 +191,7 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
         app_id=unique,
         agent_name=unique,
         log_path=log,
-        extra_env={"VIGIL_TEST_AGGREGATE": aggregate},
+        extra_env={"VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_DELIVERY": delivery},
     )
     delivered = lambda: scalar(  # noqa: E731
         fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
@@ -171,7 +199,7 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(
     try:
         wait_for_count(count, total, f"{total} processed events", worker, log, timeout=360)
         wait_until(lambda: delivered() >= total, 180, f"{total} deliveries", sink, tmp_path / "sink.log")
-        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, agent_group(unique, unique, delivery), topic)
         wait_group_caught_up(stack, f"{unique}-sink", outbox_topic(aggregate))
     finally:
         stop(worker)
@@ -233,13 +261,18 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.timeout(300)
 def test_two_workers_rebalancing_mid_run_process_each_event_once(
-    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+    stack: Settings,
+    fresh_database: str,
+    make_topic: Callable[..., str],
+    unique: str,
+    tmp_path: Path,
+    delivery: str,
 ) -> None:
     topic = make_topic("shared", partitions=4)
     total = 10_000
     produce_events(stack, topic, [(f"evt-{n}", {"n": n, "touch_db": True}) for n in range(total)])
     count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
-    slow = {"VIGIL_TEST_SLOW_MS": "1"}
+    slow = {"VIGIL_TEST_SLOW_MS": "1", "VIGIL_DELIVERY": delivery}
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = start_worker(
         stack,
@@ -266,7 +299,7 @@ def test_two_workers_rebalancing_mid_run_process_each_event_once(
         wait_until(lambda: count() > at_join + 2000, 120, "progress with two workers", second, second_log)
         stop(first)  # leaves the group: its partitions move to the second worker
         wait_until(lambda: count() >= total, 180, f"{total} processed events", second, second_log)
-        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, agent_group(unique, unique, delivery), topic)
     finally:
         stop(first)
         if second is not None:

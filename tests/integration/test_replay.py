@@ -18,11 +18,12 @@ from sqlalchemy import text
 
 from agents.api import agent, unregister
 from agents.context import Context
-from ops.replay import ReplayRequest, ReplayResult, headers_of, replay
+from ops.replay import ReplayRequest, ReplayResult, replay
 from streams.catalog import DLQ
 from streams.kafka import make_consumer, make_producer
 from streams.replay_plan import REPLAY_ID_HEADER
 from streams.settings import Settings
+from streams.views import record_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -82,7 +83,7 @@ def test_time_range_to_sandbox_copies_exactly_those_events(
     assert len(copied) == 40
     replay_ids = set()
     for msg in copied:
-        headers = headers_of(msg)
+        headers = record_headers(msg)
         n = int(dict(headers)["n"])
         assert 30 <= n < 70
         assert msg.partition() == n % 2
@@ -93,7 +94,7 @@ def test_time_range_to_sandbox_copies_exactly_those_events(
         assert headers[2][0] == REPLAY_ID_HEADER
         replay_ids.add(headers[2][1])
     assert replay_ids == {result.replay_id.encode()}
-    assert sorted(int(dict(headers_of(m))["n"]) for m in copied) == list(range(30, 70))
+    assert sorted(int(dict(record_headers(m))["n"]) for m in copied) == list(range(30, 70))
 
 
 # -- through an agent ---------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""Batch delivery's pure parts: offsets to commit, groups, the order check, a queue Faust cannot clear."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agents.api import AgentSpec
+from agents.feed import QUEUED_BATCHES, BatchFeed, FeedBatch, FeedChannel, feed_group, next_offsets
+from agents.worker import agent_group
+from streams.settings import Settings
+
+
+def test_next_offsets_are_one_past_the_highest_offset_of_each_partition() -> None:
+    records = [("a", 0, 5), ("a", 0, 7), ("a", 1, 3), ("b", 0, 0), ("a", 0, 6)]
+    assert next_offsets(records) == {("a", 0): 8, ("a", 1): 4, ("b", 0): 1}
+    assert next_offsets([]) == {}
+
+
+@given(st.lists(st.tuples(st.sampled_from("xy"), st.integers(0, 3), st.integers(0, 10_000))))
+def test_next_offsets_never_commit_past_a_record_not_in_the_batch(
+    records: list[tuple[str, int, int]],
+) -> None:
+    ends = next_offsets(records)
+    assert set(ends) == {(t, p) for t, p, _ in records}
+    for (topic, partition), end in ends.items():
+        assert end - 1 == max(o for t, p, o in records if (t, p) == (topic, partition))
+
+
+def test_each_agent_has_its_own_group_with_batch_delivery_only() -> None:
+    assert feed_group("vigil", "order-watch") == "vigil.order-watch"
+    faust_settings = Settings(app_id="app", delivery="faust")
+    batch_settings = Settings(app_id="app", delivery="batch")
+    assert agent_group(faust_settings, "a") == agent_group(faust_settings, "b") == "app"
+    assert agent_group(batch_settings, "a") == "app.a"
+
+
+async def _handler(event: Any, ctx: Any) -> None:
+    return None
+
+
+def _feed(consumer: Any) -> BatchFeed:
+    app = faust.App("feed-unit", broker="kafka://localhost:1")
+    spec = AgentSpec(name="a", topics=("t",), handler=_handler)
+
+    async def crash(exc: BaseException) -> None:
+        return None
+
+    return BatchFeed(Settings(app_id="app"), spec, FeedChannel(app), crash=crash, consumer=consumer)
+
+
+def test_a_batch_out_of_order_stops_the_agent_before_anything_is_committed() -> None:
+    feed = _feed(consumer=object())
+    feed.take(FeedBatch(1, []))
+    feed.take(FeedBatch(2, []))
+    with pytest.raises(RuntimeError, match="lost between the feed and the agent"):
+        feed.take(FeedBatch(4, []))
+
+
+def test_the_channel_queue_is_bounded_and_outside_fausts_flow_control() -> None:
+    async def check() -> None:
+        app = faust.App("feed-unit-q", broker="kafka://localhost:1")
+        app.flow_control.resume()
+        fausts = app.channel().queue
+        q = FeedChannel(app).queue
+        assert q.maxsize == QUEUED_BATCHES
+        await fausts.put("one")
+        await q.put("one")
+        app.flow_control.suspend()  # what Faust does while its own group rebalances
+        app.flow_control.resume()  # ... and on resume it clears the queues it manages
+        assert fausts.empty(), "a plain Faust channel loses what it held"
+        await asyncio.wait_for(q.put("two"), 1)
+        assert [q.get_nowait(), q.get_nowait()] == ["one", "two"]
+
+    asyncio.run(check())
