@@ -81,6 +81,7 @@ FAUST = "faust (3) per-event"
 VIGIL_1 = "vigil (1 process)"
 RELAY_ON = "vigil (1 process, relay on)"
 RELAY_PROCESS = "vigil (1 process + relay process)"
+BATCH_1 = "vigil (1 process, batch delivery)"
 #: Seconds the relay process may take, after the worker's last row, to publish the rest.
 RELAY_DRAIN_S = 120.0
 
@@ -96,6 +97,8 @@ class Variant:
     relay: bool = False
     #: A ``vigil relay`` process runs next to the worker(s) (whose in-worker relay is off).
     relay_process: bool = False
+    #: ``VIGIL_DELIVERY`` of the worker(s): ``faust`` or ``batch`` (:mod:`agents.feed`).
+    delivery: str = "faust"
     notes: str = ""
     #: Another checkout of Vigil to run instead of this one (the baseline of a before/after).
     tree: Path | None = None
@@ -106,6 +109,7 @@ VARIANTS = (
     Variant(LOOP_SET, "set", peer="loop_setbased", notes="confluent-kafka, unnest + COPY per 500"),
     Variant(FAUST, "faust", peer="faust_per_event", notes="faust-streaming 0.x agent, 1 tx per event"),
     Variant(VIGIL_1, "v1"),
+    Variant(BATCH_1, "v1f", delivery="batch", notes="batch delivery (VIGIL_DELIVERY=batch)"),
     Variant("vigil (2 processes)", "v2", processes=2),
     Variant("vigil (3 processes)", "v3", processes=3),
     Variant(RELAY_ON, "v1r", relay=True),
@@ -283,6 +287,7 @@ def _spawn(
                 "VIGIL_KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "VIGIL_APP_ID": group,
                 "VIGIL_OUTBOX_RELAY": "true" if variant.relay else "false",
+                "VIGIL_DELIVERY": variant.delivery,
                 "VIGIL_CONNECTORS": str(no_connectors),
                 "VIGIL_BENCH_TOPIC": topic,
                 "VIGIL_BENCH_AGENT": agent,

@@ -52,6 +52,14 @@ class Phase:
 
 FRESH = "0% duplicates"
 PHASES = (Phase(FRESH, "d0", 0), Phase("50% duplicates", "d50", 2), Phase("100% duplicates", "d100", 1))
+#: With batch delivery (``VIGIL_DELIVERY=batch``), on a database of its own: fresh and all duplicates.
+BATCH = " (batch delivery)"
+BATCH_PHASES = (Phase(FRESH + BATCH, "d0", 0), Phase("100% duplicates" + BATCH, "d100", 1))
+
+
+def fresh_of(label: str) -> str:
+    """The fresh phase a phase is compared with: the one of the same delivery."""
+    return FRESH + BATCH if label.endswith(BATCH) else FRESH
 
 
 def phase_ids(n: int, duplicate_every: int) -> list[int]:
@@ -72,31 +80,34 @@ def run(ctx: BenchContext) -> list[Measurement]:
     for phase in PHASES:
         print(f"  producing {n:,} events for {phase.label} …", flush=True)
         _produce(settings, topics[phase.slug], tag, phase_ids(n, phase.duplicate_every))
-    db_url = procs.fresh_database(settings, tag)
     rates: dict[str, procs.Rate] = {}
-    try:
-        for phase in PHASES:
-            rates[phase.label] = _run_phase(settings, phase, topics[phase.slug], db_url, n, tag, logdir)
-            print(
-                f"  {phase.label}: {rates[phase.label].rate:,.0f} events/s, "
-                f"{rates[phase.label].cpu_per_event * 1e6:,.0f} µs worker CPU per event",
-                flush=True,
-            )
-    finally:
-        procs.drop_database(settings, tag)
+    for delivery, phases in (("faust", PHASES), ("batch", BATCH_PHASES)):
+        db_tag = f"{tag}{delivery[0]}"
+        db_url = procs.fresh_database(settings, db_tag)
+        try:
+            for phase in phases:
+                topic = topics[phase.slug]
+                rates[phase.label] = _run_phase(settings, phase, topic, db_url, n, db_tag, logdir, delivery)
+                print(
+                    f"  {phase.label}: {rates[phase.label].rate:,.0f} events/s, "
+                    f"{rates[phase.label].cpu_per_event * 1e6:,.0f} µs worker CPU per event",
+                    flush=True,
+                )
+        finally:
+            procs.drop_database(settings, db_tag)
     return dedup_rows(rates, n)
 
 
 def dedup_rows(rates: dict[str, procs.Rate], n: int) -> list[Measurement]:
     """Per phase: events/s (ratio to fresh) and per-event cost in µs (ratio to fresh: the target)."""
-    fresh = rates.get(FRESH)
     rows: list[Measurement] = []
     for label, r in rates.items():
+        fresh = rates.get(fresh_of(label))
         notes = (
             f"{r.counted:,} of {n:,} events in {r.seconds:.1f}s; worker CPU {r.cpu_per_event * 1e6:,.0f} µs/event; "
             f"startup {r.startup:.1f}s"
         )
-        if fresh is None or label == FRESH:
+        if fresh is None or label == fresh_of(label):
             rows.append(Measurement(BENCH, label, "events/s", r.rate, "events/s", notes=notes))
             rows.append(Measurement(BENCH, label, "per-event cost", 1e6 / r.rate, "µs"))
             continue
@@ -107,14 +118,20 @@ def dedup_rows(rates: dict[str, procs.Rate], n: int) -> list[Measurement]:
                 "events/s",
                 r.rate,
                 "events/s",
-                ratio_to=FRESH,
+                ratio_to=fresh_of(label),
                 ratio=r.rate / fresh.rate,
                 notes=notes,
             )
         )
         rows.append(
             Measurement(
-                BENCH, label, "per-event cost", 1e6 / r.rate, "µs", ratio_to=FRESH, ratio=fresh.rate / r.rate
+                BENCH,
+                label,
+                "per-event cost",
+                1e6 / r.rate,
+                "µs",
+                ratio_to=fresh_of(label),
+                ratio=fresh.rate / r.rate,
             )
         )
     return rows
@@ -134,7 +151,7 @@ def _produce(settings: Settings, topic: str, tag: str, numbers: list[int]) -> No
 
 
 def _run_phase(
-    settings: Settings, phase: Phase, topic: str, db_url: str, n: int, tag: str, logdir: Path
+    settings: Settings, phase: Phase, topic: str, db_url: str, n: int, tag: str, logdir: Path, delivery: str
 ) -> procs.Rate:
     port = procs.free_port()
     env = procs.worker_env(
@@ -142,9 +159,14 @@ def _run_phase(
         home=logdir,
         db_url=db_url,
         app_id=f"{tag}_{phase.slug}",
-        extra={"VIGIL_BENCH_TOPIC": topic, "VIGIL_BENCH_AGENT": AGENT, "VIGIL_HTTP_PORT": str(port)},
+        extra={
+            "VIGIL_BENCH_TOPIC": topic,
+            "VIGIL_BENCH_AGENT": AGENT,
+            "VIGIL_HTTP_PORT": str(port),
+            "VIGIL_DELIVERY": delivery,
+        },
     )
-    log = logdir / f"{phase.slug}.log"
+    log = logdir / f"{phase.slug}-{delivery}.log"
     proc: subprocess.Popen[bytes] = procs.spawn_worker("bench.agentmods.route", env, log)
     try:
         with httpx.Client() as client:

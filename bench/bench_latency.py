@@ -26,7 +26,9 @@ Variants, one after the other:
 - ``vigil, ctx.session row, poll.interval.ms=10`` (only with ``VIGIL_BENCH_VARIANTS=session``): the
   first variant with the agent writing the sink row itself through ``ctx.session``.
 
-``VIGIL_BENCH_VARIANTS`` (slugs ``fast``, ``default``, ``poll``, ``session``, comma-separated)
+- ``vigil, batch delivery, poll.interval.ms=10``: the first variant with ``VIGIL_DELIVERY=batch``.
+
+``VIGIL_BENCH_VARIANTS`` (slugs ``fast``, ``batch``, ``default``, ``poll``, ``session``, comma-separated)
 picks variants.
 
 Target (issue #14): Vigil's p99 at 1,000 rows/s ≤ 100 ms (aim ≤ 50 ms).
@@ -62,6 +64,7 @@ TICK_S = 0.010
 WARMUP_ROWS = 200
 
 VIGIL_FAST = "vigil, poll.interval.ms=10"
+VIGIL_BATCH = "vigil, batch delivery, poll.interval.ms=10"
 VIGIL_SESSION = "vigil, ctx.session row, poll.interval.ms=10"
 VIGIL_DEFAULT = "vigil, Debezium default poll.interval.ms"
 POLLING = "polling every 1 s"
@@ -76,10 +79,13 @@ class Variant:
     polling: bool = False
     #: How the agent writes its row (:mod:`bench.agentmods.sink`): ``emit`` or ``session``.
     mode: str = "emit"
+    #: ``VIGIL_DELIVERY`` of the worker.
+    delivery: str = "faust"
 
 
 VARIANTS = (
     Variant(VIGIL_FAST, "fast", poll_interval_ms="10"),
+    Variant(VIGIL_BATCH, "batch", poll_interval_ms="10", delivery="batch"),
     Variant(VIGIL_DEFAULT, "default"),
     Variant(POLLING, "poll", polling=True),
     Variant(VIGIL_SESSION, "session", poll_interval_ms="10", mode="session"),
@@ -181,6 +187,7 @@ def _run_variant(
                     "VIGIL_BENCH_AGENT": f"bench-latency-{variant.slug}",
                     "VIGIL_BENCH_SINK": sink,
                     "VIGIL_BENCH_SINK_MODE": variant.mode,
+                    "VIGIL_DELIVERY": variant.delivery,
                     "VIGIL_HTTP_PORT": str(procs.free_port()),
                 },
             )
