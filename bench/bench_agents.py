@@ -26,7 +26,8 @@ Measurement, the same for all: this process polls ``count(*)`` of the variant's 
 ``startup s``: spawn → first committed row). ``CPU per event`` is the CPU seconds (user + system,
 ``/proc``) its processes spent between t0 and t1, divided by the events counted: the work of the
 process itself, not of Postgres or the broker, and less sensitive than events/s to a loaded machine.
-With ``VIGIL_BENCH_PROFILE=1`` (and ``pip install py-spy``) the relay-off 1-process worker is sampled
+With ``VIGIL_BENCH_PROFILE=1`` (and ``pip install py-spy``) the relay-off 1-process worker (or, with
+``VIGIL_BENCH_PROFILE=<slug>``, that variant's first process, e.g. ``v1f``) is sampled
 by py-spy from spawn to the end of its measurement: collapsed stacks in
 ``bench/results/agents-profile.txt``, the functions most often on top of the stack in its row's
 notes. Afterwards every variant must hold exactly N processed and N outbox rows.
@@ -116,8 +117,16 @@ VARIANTS = (
     Variant(RELAY_PROCESS, "v1rp", relay_process=True),
 )
 BASELINE = "vigil (1 process, baseline tree)"
-#: The variant py-spy samples with ``VIGIL_BENCH_PROFILE=1``.
+#: The variant py-spy samples with ``VIGIL_BENCH_PROFILE=1`` (or ``=<slug>``: that variant).
 PROFILED = "v1"
+
+
+def profiled_slug(setting: str) -> str | None:
+    """The variant ``VIGIL_BENCH_PROFILE`` asks to profile: ``1`` is :data:`PROFILED`, a slug that
+    variant, anything else none."""
+    if setting == "1":
+        return PROFILED
+    return setting if any(v.slug == setting for v in VARIANTS) else None
 
 
 def chosen_variants() -> tuple[Variant, ...]:
@@ -230,7 +239,7 @@ def _run_variant(settings: Settings, variant: Variant, topic: str, n: int, tag: 
         if variant.relay_process:
             log = logdir / f"{variant.slug}-relay.log"
             procs.append((_spawn(settings, variant, db_url, topic, name, agent, log, relay=True), log))
-        if variant.slug == PROFILED and os.environ.get("VIGIL_BENCH_PROFILE") == "1":
+        if variant.slug == profiled_slug(os.environ.get("VIGIL_BENCH_PROFILE", "")):
             profiler = _start_profiler(procs[0][0].pid, profile, logdir / "py-spy.log")
         outcome = _measure(db_url, agent, n, procs)
         outcome.cpu = {str(p.pid): _cpu_seconds(p.pid) for p, _ in procs}

@@ -93,7 +93,8 @@ def parts_of_record(msg: Any, topic_id: str | None = None) -> MessageParts:
         offset=msg.offset() or 0,
         key=maybe_bytes(msg.key()),
         value=maybe_bytes(msg.value()),
-        headers=headers_to_dict(record_headers(msg)),
+        # confluent-kafka hands header values as bytes (or None): no per-value conversion needed.
+        headers=headers_to_dict(msg.headers()),
         timestamp_ms=stamp if kind != 0 else None,
         topic_id=topic_id,
     )

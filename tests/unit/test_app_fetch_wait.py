@@ -30,3 +30,10 @@ def test_faust_builds_its_worker_consumer_through_vigils_hook() -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     assert AIOKafkaConsumerThread._create_worker_consumer is app_module._create_worker_consumer
+
+
+def test_with_batch_delivery_fausts_idle_consumer_keeps_its_own_wait() -> None:
+    app_module.make_app(Settings(kafka_bootstrap="x:1", delivery="faust"), "fetch-wait-b")
+    assert app_module._FETCH_MAX_WAIT_MS["fetch-wait-b"] == 20
+    app_module.make_app(Settings(kafka_bootstrap="x:1", delivery="batch"), "fetch-wait-b")
+    assert "fetch-wait-b" not in app_module._FETCH_MAX_WAIT_MS
