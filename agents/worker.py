@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
 from agents.db import as_engine, async_engine, installation_id
-from agents.feed import QUEUED_BATCHES, BatchFeed, FeedChannel, feed_group
+from agents.feed import QUEUED_BATCHES, BatchFeed, FeedChannel
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.metrics import Metrics
 from agents.outputs import KafkaOutputs
@@ -37,7 +37,7 @@ from agents.unit_of_work import Item, UnitOfWork
 from agents.watch import Monitor, WatchedAgent
 from agents.watches import WatchRunner
 from schemas.codec import Codec
-from schemas.errors import ConfigurationError, PoisonError
+from schemas.errors import PoisonError
 from streams.app import make_app
 from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
@@ -76,8 +76,8 @@ class WorkerRuntime:
     inflight: dict[int, int] = field(default_factory=dict)
     #: Per agent, the loop time of its last committed batch (the absence check of a stuck agent).
     progress: dict[str, float] = field(default_factory=dict)
-    #: With batch delivery, each agent's feed (:mod:`agents.feed`).
-    feeds: list[BatchFeed] = field(default_factory=list)
+    #: With batch delivery, the feed of each agent that has one (:mod:`agents.feed`), by name.
+    feeds: dict[str, BatchFeed] = field(default_factory=dict)
     #: Per agent, its consumer lag per topic as last measured (status, metrics).
     lag: dict[str, dict[str, int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -213,9 +213,9 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         self._stop.set()
-        for feed in self.feeds:
+        for feed in self.feeds.values():
             feed.stop()
-        for feed in self.feeds:
+        for feed in self.feeds.values():
             await asyncio.to_thread(feed.join, 10)
         if self.ledger is not None:
             self.ledger.stop()
@@ -459,17 +459,18 @@ async def watch_periodically(
         await asyncio.sleep(settings.watch_interval_s)
 
 
-def agent_group(settings: Settings, agent: str) -> str:
-    """The consumer group whose offsets say how far ``agent`` got: the app's with Faust's delivery,
-    the agent's own feed's with batch delivery."""
-    return feed_group(settings.app_id, agent) if settings.delivery == "batch" else settings.app_id
+def agent_group(runtime: WorkerRuntime, agent: str) -> str:
+    """The consumer group whose offsets say how far ``agent`` got: its feed's with batch delivery,
+    else the app's (Faust's delivery)."""
+    feed = runtime.feeds.get(agent)
+    return feed.group if feed is not None else runtime.settings.app_id
 
 
 async def _measure_lag(runtime: WorkerRuntime, monitor: Monitor, probes: dict[str, Any]) -> None:
     """Each watched agent's lag, through one offsets-only consumer per group (made on first use)."""
     for watched in monitor.agents:
         try:
-            group = agent_group(runtime.settings, watched.name)
+            group = agent_group(runtime, watched.name)
             if group not in probes:
                 probes[group] = await asyncio.to_thread(lag_probe, runtime.settings, group)
             runtime.lag[watched.name] = await asyncio.to_thread(group_lag, probes[group], watched.topics)
@@ -535,15 +536,11 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     """The Faust app with one Faust agent per registered Vigil agent."""
     app = make_app(settings, settings.app_id)
     for spec in specs:
-        if settings.delivery == "batch":
-            if spec.concurrency != 1:
-                raise ConfigurationError(
-                    f"agent {spec.name}: concurrency={spec.concurrency} needs VIGIL_DELIVERY=faust; with "
-                    "batch delivery run more workers (each agent's partitions are shared among them)"
-                )
+        # An agent asking for several actors keeps Faust's delivery (a feed is one consumer, in order).
+        if settings.delivery == "batch" and spec.concurrency == 1:
             feed_channel = FeedChannel(app, maxsize=QUEUED_BATCHES)
             feed = BatchFeed(settings, spec, feed_channel, crash=app.crash)
-            runtime.feeds.append(feed)
+            runtime.feeds[spec.name] = feed
             app.agent(feed_channel, name=spec.name)(_feed_body(app, spec, runtime, feed))
             continue
         channel = app.topic(*spec.topics, key_serializer="raw", value_serializer="raw")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -32,12 +33,11 @@ def test_next_offsets_never_commit_past_a_record_not_in_the_batch(
         assert end - 1 == max(o for t, p, o in records if (t, p) == (topic, partition))
 
 
-def test_each_agent_has_its_own_group_with_batch_delivery_only() -> None:
+def test_an_agent_with_a_feed_has_a_group_of_its_own_the_others_share_the_apps() -> None:
     assert feed_group("vigil", "order-watch") == "vigil.order-watch"
-    faust_settings = Settings(app_id="app", delivery="faust")
-    batch_settings = Settings(app_id="app", delivery="batch")
-    assert agent_group(faust_settings, "a") == agent_group(faust_settings, "b") == "app"
-    assert agent_group(batch_settings, "a") == "app.a"
+    runtime = SimpleNamespace(settings=Settings(app_id="app"), feeds={"a": _feed(consumer=object())})
+    assert agent_group(runtime, "a") == "app.a"  # type: ignore[arg-type]
+    assert agent_group(runtime, "b") == "app"  # type: ignore[arg-type]
 
 
 async def _handler(event: Any, ctx: Any) -> None:
