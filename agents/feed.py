@@ -51,6 +51,17 @@ def feed_group(app_id: str, agent: str) -> str:
     return f"{app_id}.{agent}"
 
 
+def consumer_group(settings: Settings, agent: str) -> str:
+    """The group whose committed offsets say how far ``agent`` got in a worker run with ``settings``
+    (an agent with ``concurrency`` above 1 keeps Faust's delivery, and the app's group)."""
+    return feed_group(settings.app_id, agent) if settings.delivery == "batch" else settings.app_id
+
+
+def is_app_group(app_id: str, group: str) -> bool:
+    """Whether ``group`` holds offsets of app ``app_id``'s agents: the app's own, or an agent's feed's."""
+    return group == app_id or group.startswith(f"{app_id}.")
+
+
 def next_offsets(records: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
     """The offsets to commit after ``(topic, partition, offset)`` records were processed: per partition,
     one past the highest offset."""

@@ -40,6 +40,7 @@ import agents.demo as demo_agents
 from agents import heartbeats
 from agents.db import as_engine
 from agents.demo import TICKER
+from agents.feed import consumer_group
 from agents.replay_run import AgentReport
 from ops.demo_context import Story, payload_of, sink_lines
 from ops.demo_drift import step_drift
@@ -88,7 +89,7 @@ def run_story(
 
 def wait_until_agents_listen(story: Story) -> None:
     """Wait until the worker's consumer group holds the orders topic: from then on latency is the pipeline's."""
-    group = story.settings.app_id
+    group = consumer_group(story.settings, ORDER_AGENT)
     story.say(f"waiting for the worker's agents to join consumer group {group} …")
 
     def assigned() -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
+from agents.feed import is_app_group
 from ops.demo_context import Story
 from ops.inspect import group_infos
 from ops.output import print_table
@@ -72,7 +73,8 @@ def wait_until_quiet(story: Story) -> None:
         if delivered < written:
             return False
         try:
-            infos = group_infos(story.settings, story.settings.app_id)
+            app_id = story.settings.app_id
+            infos = [i for i in group_infos(story.settings) if is_app_group(app_id, i.group)]
         except (KafkaException, VigilError):
             return False
         return all(lag == 0 for info in infos for _, _, lag in info.lag.values())

@@ -16,6 +16,7 @@ from streams.catalog import outbox_topic
 from streams.settings import Settings
 from tests.integration.http_receiver import Receiver
 from tests.integration.workers import (
+    agent_group,
     assert_exactly_once,
     produce_events,
     read_dlq,
@@ -38,11 +39,6 @@ DELIVERIES = ("faust", "batch")
 @pytest.fixture(params=DELIVERIES)
 def delivery(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def agent_group(app_id: str, agent: str, delivery: str) -> str:
-    """The consumer group an agent's offsets are committed under (see agents.worker.agent_group)."""
-    return f"{app_id}.{agent}" if delivery == "batch" else app_id
 
 
 @pytest.mark.timeout(600)

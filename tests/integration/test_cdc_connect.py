@@ -31,7 +31,7 @@ from connectors.config import ConnectorSpec, derive_connector, load_connector_fi
 from streams.eventids import cdc_event_id, is_snapshot
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
-from tests.integration.workers import produce_events, start_worker, stop, wait_group_caught_up
+from tests.integration.workers import agent_group, produce_events, start_worker, stop, wait_group_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -338,7 +338,7 @@ def test_a_workers_outbox_rows_are_published_once_by_the_outbox_connector(
         extra_env={"VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_OUTBOX_RELAY": "false"},
     )
     try:
-        wait_group_caught_up(stack, unique, topic, timeout=180)
+        wait_group_caught_up(stack, agent_group(unique, unique), topic, timeout=180)
     finally:
         stop(worker)
     # A marker committed after the agent's rows: Debezium publishes in commit order, so once the

@@ -27,6 +27,7 @@ from streams.settings import Settings, load_settings
 from streams.topics import ensure_topics
 from tests.integration.workers import (
     ROOT,
+    agent_group,
     assert_exactly_once,
     create_business_tables,
     handler_calls,
@@ -156,7 +157,7 @@ def test_sigint_mid_load_stops_everything_and_every_event_takes_effect_once(thro
             wait_until(lambda: _processed(database_url) >= TOTAL, 180, f"{TOTAL} processed events", up, out)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{_logs(throwaway_home)}") from None
-        wait_group_caught_up(resolved, APP_ID, TOPIC)
+        wait_group_caught_up(resolved, agent_group(APP_ID, AGENT), TOPIC)
         phase("second vigil up done")
         up.send_signal(signal.SIGTERM)
         assert up.wait(90) == 0, _logs(throwaway_home)

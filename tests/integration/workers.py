@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 
+from agents.feed import consumer_group
 from ops.services.procs import free_port
 from streams.kafka import make_producer
 from streams.settings import Settings
@@ -242,6 +243,15 @@ def read_dlq(stack: Settings, agent: str, expected: int, timeout: float = 60.0) 
     finally:
         consumer.close()
     return list(found.values())
+
+
+#: How a worker started by these helpers delivers events unless the test says (``VIGIL_DELIVERY``).
+DEFAULT_DELIVERY: str = Settings.model_fields["delivery"].default
+
+
+def agent_group(app_id: str, agent: str, delivery: str = DEFAULT_DELIVERY) -> str:
+    """The consumer group an agent's offsets are committed under (see agents.feed.consumer_group)."""
+    return consumer_group(Settings(app_id=app_id, delivery=delivery), agent)  # type: ignore[arg-type]
 
 
 def group_caught_up(stack: Settings, group: str, topic: str) -> bool:

@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.api import AgentSpec
-from agents.feed import QUEUED_BATCHES, BatchFeed, FeedBatch, FeedChannel, feed_group, next_offsets
+from agents.feed import (
+    QUEUED_BATCHES,
+    BatchFeed,
+    FeedBatch,
+    FeedChannel,
+    consumer_group,
+    feed_group,
+    is_app_group,
+    next_offsets,
+)
 from agents.worker import agent_group
 from streams.settings import Settings
 
@@ -78,3 +87,10 @@ def test_the_channel_queue_is_bounded_and_outside_fausts_flow_control() -> None:
         assert [q.get_nowait(), q.get_nowait()] == ["one", "two"]
 
     asyncio.run(check())
+
+
+def test_other_processes_find_an_agents_group_from_the_settings() -> None:
+    assert consumer_group(Settings(app_id="app", delivery="batch"), "a") == "app.a"
+    assert consumer_group(Settings(app_id="app", delivery="faust"), "a") == "app"
+    assert is_app_group("app", "app") and is_app_group("app", "app.order-watch")
+    assert not is_app_group("app", "app-sink") and not is_app_group("app", "application.a")
