@@ -239,7 +239,7 @@ def test_postgres_down_for_20s_worker_waits_then_goes_on_exactly_once(
         assert worker.poll() is None, "the worker must wait for Postgres, not exit"
         postgres.start()
         wait_until(lambda: count() >= total, 180, f"{total} processed events", worker, log)
-        wait_group_caught_up(stack, unique, topic)
+        wait_group_caught_up(stack, agent_group(unique, unique), topic)
     finally:
         if not postgres.status().running:
             postgres.start()
