@@ -11,6 +11,10 @@ C code. The thread puts each batch, as one value, on the agent's Faust channel, 
 the unit of work over the batch, then hands the batch's next offsets back to the thread, which
 commits them before it polls again.
 
+A partition the agent's group never committed starts where the app's group (Faust's delivery)
+left it, if it did: switching a deployment to batch delivery goes on from where it was instead of
+reading the topics from their beginning, where events older than the dedup window would run again.
+
 What stays true: nothing is committed to Kafka before the unit of work committed to Postgres; a
 batch cut short by a stop, a crash or a rebalance is read again by the partition's next owner, and
 its events that were already processed are skipped by their processed-events claims. A batch that
@@ -123,6 +127,10 @@ class BatchFeed:
             self.group,
             **{"enable.auto.commit": False, "fetch.wait.max.ms": settings.fetch_max_wait_ms},
         )
+        #: Where a partition this group never committed starts: the app's group (Faust's delivery).
+        self._seed_group = settings.app_id
+        self._seed_probe: Consumer | None = None
+        self._settings = settings
         self._commits: queue.SimpleQueue[list[TopicPartition]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,7 +174,7 @@ class BatchFeed:
     def _run(self) -> None:
         consumer = self._consumer
         try:
-            consumer.subscribe(list(self.spec.topics))
+            consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign)
             while not self._stop.is_set():
                 self._commit_done()
                 first = consumer.poll(IDLE_POLL_S)
@@ -185,6 +193,40 @@ class BatchFeed:
         finally:
             self._commit_done(wait=True)
             consumer.close()
+            if self._seed_probe is not None:
+                self._seed_probe.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start each partition this group never committed where the app's group left it (if it did)."""
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            fresh = [TopicPartition(tp.topic, tp.partition) for tp in committed if tp.offset < 0]
+            if fresh:
+                if self._seed_probe is None:
+                    self._seed_probe = make_consumer(
+                        self._settings, self._seed_group, **{"enable.auto.commit": False}
+                    )
+                seeds = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in self._seed_probe.committed(fresh, timeout=10)
+                    if tp.offset >= 0
+                }
+                if seeds:
+                    for tp in partitions:
+                        tp.offset = seeds.get((tp.topic, tp.partition), tp.offset)
+                    log.info(
+                        "agent %s: %d partition(s) new to group %s start where group %s left them: %s",
+                        self.spec.name,
+                        len(seeds),
+                        self.group,
+                        self._seed_group,
+                        ", ".join(f"{t}/{p}@{o}" for (t, p), o in sorted(seeds.items())),
+                    )
+        except Exception as exc:  # the group's own offsets or the reset policy then decide, as without it
+            log.warning(
+                "agent %s: feed: offsets of group %s not looked up: %s", self.spec.name, self._seed_group, exc
+            )
+        consumer.assign(partitions)
 
     def _usable(self, msg: Any) -> bool:
         error = msg.error()

@@ -9,10 +9,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from confluent_kafka import TopicPartition
 
+from bench.procs import metric_value
+from ops.services.procs import free_port
 from ops.services.stack import embedded_postgres
 from streams.catalog import outbox_topic
+from streams.kafka import make_consumer
 from streams.settings import Settings
 from tests.integration.http_receiver import Receiver
 from tests.integration.workers import (
@@ -309,3 +314,55 @@ def test_two_workers_rebalancing_mid_run_process_each_event_once(
     }
     assert len(by_worker) == 2 and all(n > 0 for n in by_worker.values()), by_worker
     assert by_worker[second.pid] > 2000, by_worker  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(300)
+def test_switching_to_batch_delivery_goes_on_where_fausts_group_left_off(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("switch", partitions=3)
+    total = 4000
+    produce_events(stack, topic, [(f"evt-{n}", {"n": n}) for n in range(total)])
+    count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+    log = tmp_path / "worker.log"
+    common = {"topic": topic, "app_id": unique, "agent_name": unique, "log_path": log}
+    faust_worker = start_worker(
+        stack, fresh_database, **common, extra_env={"VIGIL_DELIVERY": "faust", "VIGIL_TEST_SLOW_MS": "1"}
+    )
+    try:
+        wait_until(lambda: count() >= 1500, 120, "the Faust worker's progress", faust_worker, log)
+    finally:
+        stop(faust_worker)
+    committed_by_faust = _committed_total(stack, unique, topic)
+    assert committed_by_faust >= 1000, committed_by_faust
+    port = free_port()
+    batch_worker = start_worker(
+        stack,
+        fresh_database,
+        **common,
+        extra_env={"VIGIL_DELIVERY": "batch", "VIGIL_HTTP_PORT": str(port)},
+    )
+    try:
+        wait_for_count(count, total, f"{total} processed events", batch_worker, log, timeout=180)
+        wait_group_caught_up(stack, agent_group(unique, unique, "batch"), topic)
+        consumed = _consumed(port, unique)
+    finally:
+        stop(batch_worker)
+    assert_exactly_once(fresh_database, unique, total)
+    # The batch worker read from where Faust's group had committed, not from the beginning.
+    assert consumed == total - committed_by_faust, (consumed, committed_by_faust)
+    assert "start where group" in log.read_text()
+
+
+def _committed_total(stack: Settings, group: str, topic: str) -> int:
+    consumer = make_consumer(stack, group, **{"enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(3)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def _consumed(port: int, agent: str) -> int:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return int(metric_value(text, "vigil_events_consumed_total", {"agent": agent}) or 0)
