@@ -38,7 +38,7 @@ from agents.watch import Monitor, WatchedAgent
 from agents.watches import WatchRunner
 from schemas.codec import Codec
 from schemas.errors import PoisonError
-from streams.app import make_app
+from streams.app import make_app, use_fetch_wait
 from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.lag import group_lag, lag_probe
@@ -545,6 +545,7 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
             continue
         channel = app.topic(*spec.topics, key_serializer="raw", value_serializer="raw")
         app.agent(channel, name=spec.name, concurrency=spec.concurrency)(_agent_body(app, spec, runtime))
+        use_fetch_wait(app.conf.id, settings.fetch_max_wait_ms)  # Faust's consumer reads this agent's topics
 
     async def start_runtime() -> None:
         # After Faust configured logging: it leaves the root logger at DEBUG (its spinner; ~15% of

@@ -82,7 +82,7 @@ FAUST = "faust (3) per-event"
 VIGIL_1 = "vigil (1 process)"
 RELAY_ON = "vigil (1 process, relay on)"
 RELAY_PROCESS = "vigil (1 process + relay process)"
-BATCH_1 = "vigil (1 process, batch delivery)"
+FAUST_1 = "vigil (1 process, Faust's delivery)"
 #: Seconds the relay process may take, after the worker's last row, to publish the rest.
 RELAY_DRAIN_S = 120.0
 
@@ -99,7 +99,7 @@ class Variant:
     #: A ``vigil relay`` process runs next to the worker(s) (whose in-worker relay is off).
     relay_process: bool = False
     #: ``VIGIL_DELIVERY`` of the worker(s): ``faust`` or ``batch`` (:mod:`agents.feed`).
-    delivery: str = "faust"
+    delivery: str = "batch"
     notes: str = ""
     #: Another checkout of Vigil to run instead of this one (the baseline of a before/after).
     tree: Path | None = None
@@ -110,7 +110,7 @@ VARIANTS = (
     Variant(LOOP_SET, "set", peer="loop_setbased", notes="confluent-kafka, unnest + COPY per 500"),
     Variant(FAUST, "faust", peer="faust_per_event", notes="faust-streaming 0.x agent, 1 tx per event"),
     Variant(VIGIL_1, "v1"),
-    Variant(BATCH_1, "v1f", delivery="batch", notes="batch delivery (VIGIL_DELIVERY=batch)"),
+    Variant(FAUST_1, "v1f", delivery="faust", notes="Faust's delivery (VIGIL_DELIVERY=faust)"),
     Variant("vigil (2 processes)", "v2", processes=2),
     Variant("vigil (3 processes)", "v3", processes=3),
     Variant(RELAY_ON, "v1r", relay=True),

@@ -52,14 +52,14 @@ class Phase:
 
 FRESH = "0% duplicates"
 PHASES = (Phase(FRESH, "d0", 0), Phase("50% duplicates", "d50", 2), Phase("100% duplicates", "d100", 1))
-#: With batch delivery (``VIGIL_DELIVERY=batch``), on a database of its own: fresh and all duplicates.
-BATCH = " (batch delivery)"
-BATCH_PHASES = (Phase(FRESH + BATCH, "d0", 0), Phase("100% duplicates" + BATCH, "d100", 1))
+#: With Faust's delivery (``VIGIL_DELIVERY=faust``), on a database of its own: fresh and all duplicates.
+FAUST = " (Faust's delivery)"
+FAUST_PHASES = (Phase(FRESH + FAUST, "d0", 0), Phase("100% duplicates" + FAUST, "d100", 1))
 
 
 def fresh_of(label: str) -> str:
     """The fresh phase a phase is compared with: the one of the same delivery."""
-    return FRESH + BATCH if label.endswith(BATCH) else FRESH
+    return FRESH + FAUST if label.endswith(FAUST) else FRESH
 
 
 def phase_ids(n: int, duplicate_every: int) -> list[int]:
@@ -81,7 +81,7 @@ def run(ctx: BenchContext) -> list[Measurement]:
         print(f"  producing {n:,} events for {phase.label} …", flush=True)
         _produce(settings, topics[phase.slug], tag, phase_ids(n, phase.duplicate_every))
     rates: dict[str, procs.Rate] = {}
-    for delivery, phases in (("faust", PHASES), ("batch", BATCH_PHASES)):
+    for delivery, phases in (("batch", PHASES), ("faust", FAUST_PHASES)):
         db_tag = f"{tag}{delivery[0]}"
         db_url = procs.fresh_database(settings, db_tag)
         try:

@@ -26,9 +26,9 @@ Variants, one after the other:
 - ``vigil, ctx.session row, poll.interval.ms=10`` (only with ``VIGIL_BENCH_VARIANTS=session``): the
   first variant with the agent writing the sink row itself through ``ctx.session``.
 
-- ``vigil, batch delivery, poll.interval.ms=10``: the first variant with ``VIGIL_DELIVERY=batch``.
+- ``vigil, Faust's delivery, poll.interval.ms=10``: the first variant with ``VIGIL_DELIVERY=faust``.
 
-``VIGIL_BENCH_VARIANTS`` (slugs ``fast``, ``batch``, ``default``, ``poll``, ``session``, comma-separated)
+``VIGIL_BENCH_VARIANTS`` (slugs ``fast``, ``faust``, ``default``, ``poll``, ``session``, comma-separated)
 picks variants.
 
 Target (issue #14): Vigil's p99 at 1,000 rows/s ≤ 100 ms (aim ≤ 50 ms).
@@ -64,7 +64,7 @@ TICK_S = 0.010
 WARMUP_ROWS = 200
 
 VIGIL_FAST = "vigil, poll.interval.ms=10"
-VIGIL_BATCH = "vigil, batch delivery, poll.interval.ms=10"
+VIGIL_FAUST = "vigil, Faust's delivery, poll.interval.ms=10"
 VIGIL_SESSION = "vigil, ctx.session row, poll.interval.ms=10"
 VIGIL_DEFAULT = "vigil, Debezium default poll.interval.ms"
 POLLING = "polling every 1 s"
@@ -80,12 +80,12 @@ class Variant:
     #: How the agent writes its row (:mod:`bench.agentmods.sink`): ``emit`` or ``session``.
     mode: str = "emit"
     #: ``VIGIL_DELIVERY`` of the worker.
-    delivery: str = "faust"
+    delivery: str = "batch"
 
 
 VARIANTS = (
     Variant(VIGIL_FAST, "fast", poll_interval_ms="10"),
-    Variant(VIGIL_BATCH, "batch", poll_interval_ms="10", delivery="batch"),
+    Variant(VIGIL_FAUST, "faust", poll_interval_ms="10", delivery="faust"),
     Variant(VIGIL_DEFAULT, "default"),
     Variant(POLLING, "poll", polling=True),
     Variant(VIGIL_SESSION, "session", poll_interval_ms="10", mode="session"),

@@ -78,8 +78,6 @@ class TargetResult:
 
 
 VIGIL_1 = "vigil (1 process)"
-BATCH_1 = "vigil (1 process, batch delivery)"
-BATCH = "batch delivery (`VIGIL_DELIVERY=batch`)"
 
 TARGETS: tuple[Target, ...] = (
     Target(
@@ -179,62 +177,6 @@ TARGETS: tuple[Target, ...] = (
         0.9,
         "x",
         "0.68x (loaded machine)",
-    ),
-    # The same targets with batch delivery (opt-in; agents/feed.py).
-    Target(
-        f"Vigil 1 process vs per-row loop (1), {BATCH}",
-        "agents",
-        BATCH_1,
-        "events/s",
-        "ratio",
-        True,
-        2.5,
-        3.0,
-        "x",
-    ),
-    Target(
-        f"Vigil 1 process vs set-based loop (2), {BATCH}",
-        "agents",
-        BATCH_1,
-        "events/s vs (2)",
-        "ratio",
-        True,
-        0.4,
-        0.75,
-        "x",
-    ),
-    Target(
-        f"Vigil CPU per event (relay off), {BATCH}",
-        "agents",
-        BATCH_1,
-        "CPU per event",
-        "value",
-        False,
-        60.0,
-        40.0,
-        "µs",
-    ),
-    Target(
-        f"100% duplicate events vs fresh events, per-event cost, {BATCH}",
-        "dedup",
-        "100% duplicates (batch delivery)",
-        "per-event cost",
-        "ratio",
-        False,
-        0.5,
-        0.3,
-        "x",
-    ),
-    Target(
-        f"CDC row commit → agent's side effect committed, p99 at 1,000 rows/s, {BATCH}",
-        "latency",
-        "vigil, batch delivery, poll.interval.ms=10",
-        "commit → side effect p99",
-        "value",
-        False,
-        100.0,
-        50.0,
-        "ms",
     ),
 )
 

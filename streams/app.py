@@ -63,14 +63,19 @@ def _create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any
 AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
 
 
+def use_fetch_wait(app_id: str, wait_ms: int | None) -> None:
+    """Make the aiokafka consumer of app ``app_id`` fetch with ``wait_ms`` (None: Faust's own wait)."""
+    if wait_ms is None:
+        _FETCH_MAX_WAIT_MS.pop(app_id, None)
+    else:
+        _FETCH_MAX_WAIT_MS[app_id] = wait_ms
+
+
 def make_app(settings: Settings, app_id: str) -> faust.App:
     """A Faust app for Vigil's agents: no web server, in-memory tables, the settings' Kafka."""
     # With batch delivery Faust's consumer reads no agent's topic: an idle fetch every 20 ms would
     # only cost CPU (≈ 7% of a busy worker's samples), so it keeps Faust's own wait.
-    if settings.delivery == "faust":
-        _FETCH_MAX_WAIT_MS[app_id] = settings.fetch_max_wait_ms
-    else:
-        _FETCH_MAX_WAIT_MS.pop(app_id, None)
+    use_fetch_wait(app_id, settings.fetch_max_wait_ms if settings.delivery == "faust" else None)
     brokers = [f"kafka://{host.strip()}" for host in settings.require_bootstrap().split(",") if host.strip()]
     timeout_s = session_timeout_ms(settings) / 1000
     return faust.App(

@@ -102,7 +102,10 @@ class Settings(BaseSettings):
 
     app_id: str = Field(
         "vigil",
-        description="Faust app id: the consumer group of the agents (workers with one id share work).",
+        description=(
+            "Faust app id; the agents' consumer groups are `<app id>.<agent>` (batch delivery) or "
+            "`<app id>` (Faust's): workers with one id share work."
+        ),
     )
     batch_size: int = Field(500, ge=1, description="Events an agent processes per transaction, at most.")
     fetch_max_wait_ms: int = Field(
@@ -115,7 +118,7 @@ class Settings(BaseSettings):
         ),
     )
     delivery: Delivery = Field(
-        "faust",
+        "batch",
         description=(
             "How events reach agents: `faust` (Faust's consumer, message by message) or `batch` (each "
             "agent's own consumer, group `<app id>.<agent>`, hands its Faust agent a batch at a time)."

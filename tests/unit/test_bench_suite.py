@@ -119,13 +119,13 @@ def test_every_target_names_a_row_its_benchmark_makes() -> None:
         ("agents", bench_agents.LOOP_ROWS),
         *(("agents", v.label) for v in bench_agents.VARIANTS),
         ("latency", bench_latency.VIGIL_FAST),
-        ("latency", bench_latency.VIGIL_BATCH),
+        ("latency", bench_latency.VIGIL_FAUST),
         ("memory", bench_memory.VARIANT),
-        *(("dedup", p.label) for p in (*bench_dedup.PHASES, *bench_dedup.BATCH_PHASES)),
+        *(("dedup", p.label) for p in (*bench_dedup.PHASES, *bench_dedup.FAUST_PHASES)),
         ("cdc", bench_cdc.VARIANT),
     }
     assert {(t.bench, t.variant) for t in TARGETS} <= made
-    assert len(TARGETS) == 13
+    assert len(TARGETS) == 8
 
 
 # -- the table and the JSON -------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_dedup_phases_reuse_processed_ids_and_make_new_ones_that_never_collide()
 
 
 def test_dedup_rows_compare_each_delivery_with_its_own_fresh_events() -> None:
-    batch_fresh, batch_dups = (p.label for p in bench_dedup.BATCH_PHASES)
+    batch_fresh, batch_dups = (p.label for p in bench_dedup.FAUST_PHASES)
     rates = {
         bench_dedup.FRESH: Rate(2000.0, 5.0, 10_000, 1.0, 300e-6),
         batch_fresh: Rate(5000.0, 2.0, 10_000, 1.0, 140e-6),
@@ -272,11 +272,7 @@ def test_agents_rows_give_relay_cost_cpu_per_event_and_the_ratios_to_both_loops(
     process = by[(bench_agents.RELAY_PROCESS, "relay cost")]
     assert (process.value, process.ratio) == (pytest.approx(5.0), pytest.approx(0.95))
     assert "relay backlog 300 rows at t1" in by[(bench_agents.RELAY_PROCESS, "events/s")].notes
-    verdicts = {
-        r.target.measure: r.verdict
-        for r in evaluate(rows)
-        if r.target.bench == "agents" and r.target.variant != bench_agents.BATCH_1
-    }
+    verdicts = {r.target.measure: r.verdict for r in evaluate(rows) if r.target.bench == "agents"}
     assert verdicts == {
         "Vigil 1 process vs per-row loop (1)": MISSED,
         "Vigil 1 process vs set-based loop (2)": MISSED,

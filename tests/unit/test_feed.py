@@ -94,3 +94,20 @@ def test_other_processes_find_an_agents_group_from_the_settings() -> None:
     assert consumer_group(Settings(app_id="app", delivery="faust"), "a") == "app"
     assert is_app_group("app", "app") and is_app_group("app", "app.order-watch")
     assert not is_app_group("app", "app-sink") and not is_app_group("app", "application.a")
+
+
+def test_the_worker_feeds_agents_of_one_actor_and_leaves_the_others_to_faust() -> None:
+    from agents.worker import build_app
+    from streams import app as app_module
+
+    settings = Settings(kafka_bootstrap="x:1", app_id="feeds-unit", delivery="batch")
+    one = AgentSpec(name="one", topics=("t1",), handler=_handler)
+    many = AgentSpec(name="many", topics=("t2",), handler=_handler, concurrency=2)
+    runtime = SimpleNamespace(settings=settings, feeds={})
+    app = build_app(settings, [one], runtime)  # type: ignore[arg-type]
+    assert set(runtime.feeds) == {"one"} and isinstance(app.agents["one"].channel, FeedChannel)
+    assert "feeds-unit" not in app_module._FETCH_MAX_WAIT_MS  # Faust's consumer reads no agent topic
+    runtime = SimpleNamespace(settings=settings, feeds={})
+    app = build_app(settings, [one, many], runtime)  # type: ignore[arg-type]
+    assert set(runtime.feeds) == {"one"} and not isinstance(app.agents["many"].channel, FeedChannel)
+    assert app_module._FETCH_MAX_WAIT_MS["feeds-unit"] == settings.fetch_max_wait_ms
