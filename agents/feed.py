@@ -122,11 +122,8 @@ class BatchFeed:
         self.size = spec.batch_size or settings.batch_size
         window_ms = spec.batch_window_ms if spec.batch_window_ms is not None else settings.batch_window_ms
         self.window_s = window_ms / 1000
-        self._consumer = consumer or make_consumer(
-            settings,
-            self.group,
-            **{"enable.auto.commit": False, "fetch.wait.max.ms": settings.fetch_max_wait_ms},
-        )
+        #: Made when the feed starts (a worker's app is built before it may connect to anything).
+        self._consumer = consumer
         #: Where a partition this group never committed starts: the app's group (Faust's delivery).
         self._seed_group = settings.app_id
         self._seed_probe: Consumer | None = None
@@ -172,6 +169,12 @@ class BatchFeed:
     # -- the feed's thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._consumer is None:
+            self._consumer = make_consumer(
+                self._settings,
+                self.group,
+                **{"enable.auto.commit": False, "fetch.wait.max.ms": self._settings.fetch_max_wait_ms},
+            )
         consumer = self._consumer
         try:
             consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign)
@@ -261,6 +264,9 @@ class BatchFeed:
 
     def _commit_done(self, *, wait: bool = False) -> None:
         """Commit the offsets of the batches the agent finished (``wait``: for the broker's answer)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
         ends: dict[tuple[str, int], int] = {}
         while True:
             try:
@@ -273,9 +279,9 @@ class BatchFeed:
         try:
             offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
             if wait:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+                consumer.commit(offsets=offsets, asynchronous=False)
             else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
+                consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:  # e.g. no longer a member after a rebalance: the next owner re-reads
             log.info(
                 "agent %s: feed: offsets not committed (%s); the events are read again", self.spec.name, exc
