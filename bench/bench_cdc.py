@@ -1,4 +1,5 @@
-"""CDC: Postgres commit → Debezium in Kafka Connect (the embedded worker) → Kafka.
+"""CDC: Postgres commit → Debezium in Kafka Connect (the embedded worker) → Kafka, against the
+Debezium embedded engine alone.
 
 One connector (a copy of the packaged ``vigil-demo`` for a bench table, ``poll.interval.ms=10``)
 is applied to Kafka Connect over its REST API, as ``vigil connectors apply`` does. After a warm-up
@@ -8,6 +9,11 @@ of 10,000 x scale rows:
 - ``steady 1,000 rows/s``: for 20 s x scale, 10 rows every 10 ms; per row, the time from its
   ``clock_timestamp()`` column (set inside the committing transaction) to when a consumer in this
   process sees it. Both clocks are this machine's; the consumer's own delay is included.
+
+The peer (:mod:`bench.engine_alone`) runs the same connector settings in the Debezium embedded
+engine, without Connect or Kafka, with a consumer that only counts records; it gets the same
+warm-up and the same bulk insert into a table of its own, measured the same way (first commit →
+last row counted). The Connect row's ratio is to that peer.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from psycopg import sql
 
 from bench import procs
-from bench.common import BenchContext, Measurement, percentile
-from connectors.config import derive_connector, load_connector_file
+from bench.common import BenchContext, Measurement, percentile, with_ratio
+from bench.engine_alone import EnginePeer, engine_config, rows_per_second
+from connectors.config import ConnectorSpec, derive_connector, load_connector_file, slot_safe
 from connectors.connect_client import ConnectClient
 from connectors.database import drop_replication_slot, ensure_heartbeat_table
 from ops.connectors_cli import for_connect
@@ -35,6 +42,7 @@ from streams.settings import Settings
 
 BENCH = "cdc"
 VARIANT = "kafka connect + debezium → kafka"
+ENGINE = "debezium engine alone (counting consumer)"
 BULK = "bulk insert throughput"
 VIGIL = Path(sys.executable).parent / "vigil"
 PACKAGED = Path(__file__).resolve().parents[1] / "connectors" / "demo.json"
@@ -105,7 +113,45 @@ def run(ctx: BenchContext) -> list[Measurement]:
     warmup = max(1000, int(10_000 * ctx.scale))
     bulk = max(1000, int(50_000 * ctx.scale))
     seconds = max(5.0, 20.0 * ctx.scale)
-    return _vigil(settings, warmup, bulk, seconds)
+    engine = _engine(settings, warmup, bulk)
+    return with_ratio([*_vigil(settings, warmup, bulk, seconds), engine], ENGINE)
+
+
+def _bench_connector(tag: str, table: str) -> ConnectorSpec:
+    return derive_connector(load_connector_file(PACKAGED)[0], f"{tag}-cdc", [f"public.{table}"])
+
+
+def _engine(settings: Settings, warmup: int, bulk: int) -> Measurement:
+    """The same connector in the Debezium embedded engine; rows counted by its consumer."""
+    url = settings.require_database_url()
+    tag = "bench" + uuid.uuid4().hex[:6]
+    table = f"{tag}_rows"
+    spec = _bench_connector(tag, table)
+    name = f"{tag}-engine"
+    slot = slot_safe(name)
+    config = engine_config(for_connect(spec, url).config, name=name, slot=slot, table=f"public.{table}")
+    _create_table(url, table)
+    logs = procs.log_dir("vigil-bench-engine-")
+    try:
+        with EnginePeer(config, f"{spec.topic_prefix}.public.{table}", log=logs / "engine.log") as peer:
+            peer.wait_polling()
+            procs.wait_slot_active(url, slot)
+            _insert(url, table, 1, warmup)  # the same warm-up as the Connect run
+            peer.wait_for(warmup, timeout=300)
+            started = time.time()
+            _insert(url, table, warmup + 1, bulk)
+            last = peer.wait_for(warmup + bulk, timeout=300)
+    finally:
+        _cleanup(url, slot, slot, None, table)
+    return Measurement(
+        BENCH,
+        ENGINE,
+        BULK,
+        rows_per_second(bulk, started, last),
+        "rows/s",
+        notes=f"{bulk:,} rows, commit → counted by the engine's consumer (SourceRecords, unserialized); "
+        "debezium-embedded, same connector settings, offsets in memory",
+    )
 
 
 def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[Measurement]:
@@ -116,7 +162,7 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
         raise RuntimeError("the cdc bench needs Kafka Connect: `vigil services up` or VIGIL_CONNECT_URL")
     tag = "bench" + uuid.uuid4().hex[:6]
     table = f"{tag}_rows"
-    spec = derive_connector(load_connector_file(PACKAGED)[0], f"{tag}-cdc", [f"public.{table}"])
+    spec = _bench_connector(tag, table)
     _create_table(url, table)
     if spec.heartbeat_table:
         ensure_heartbeat_table(url, spec.heartbeat_table)  # as `vigil connectors apply` does
@@ -181,9 +227,10 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
     ]
 
 
-def _cleanup(url: str, slot: str, publication: str, name: str, table: str) -> None:
+def _cleanup(url: str, slot: str, publication: str, heartbeat: str | None, table: str) -> None:
     drop_replication_slot(url, slot)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
-        conn.execute("DELETE FROM public.vigil_heartbeat WHERE id = %s", (name,))
+        if heartbeat is not None:
+            conn.execute("DELETE FROM public.vigil_heartbeat WHERE id = %s", (heartbeat,))
         conn.execute(f"DROP TABLE IF EXISTS public.{table}")
