@@ -117,6 +117,23 @@ def resolve(cache: Path | None = None, pom: Path = POM) -> JavaParts:
     )
 
 
+def resolve_classpath(pom: Path, cache: Path | None = None) -> JavaParts:
+    """Only ``pom``'s dependencies, as a classpath folder (``lib/``): for a Java program of Vigil's
+    own, such as a benchmark's peer, resolved into the same cache on first use."""
+    return _resolve(
+        cache,
+        pom,
+        lambda work: [
+            (
+                f"the jars of {pom.parent.name}/{pom.name}",
+                ["dependency:copy-dependencies", f"-DoutputDirectory={work / 'lib'}"],
+            )
+        ],
+        lambda work: any((work / "lib").glob("*.jar")),
+        "lib/*.jar",
+    )
+
+
 def resolve_registry(cache: Path | None = None, pom: Path = REGISTRY_POM) -> JavaParts:
     """The Apicurio Registry distribution (only fetched when the embedded registry is asked for)."""
     return _resolve(
