@@ -39,6 +39,11 @@ _ALIAS = b"\x00" * (SLOT - 1) + b"\x01"
 MAX_LOAD = 0.75
 #: Bytes read by one ``find`` while probing (32 slots: a miss rarely needs a second window).
 WINDOW = 32 * SLOT
+#: Slots compared one by one before searching windows. ``bytearray.find`` of a 16-byte digest costs
+#: ~2 µs whatever it finds (its skip table rarely lets it jump over empty slots); ``startswith`` at
+#: one offset costs ~0.1 µs, and most probes end within a few slots (at the load limit a miss reads
+#: ~8.5 on average, a hit ~2.5; fewer while a generation fills).
+PROBES = 4
 _CLEAR_CHUNK = bytes(64 * 1024)
 
 
@@ -68,6 +73,15 @@ class _Generation:
         (see the module's docstring)."""
         buf = self.buf
         o = home * SLOT
+        size = len(buf)
+        for _ in range(PROBES):
+            if buf.startswith(d, o):
+                return o
+            if buf.startswith(EMPTY, o):
+                return -1
+            o += SLOT
+            if o >= size:
+                o = 0
         wrapped = False
         while True:  # ends: a generation always has empty slots (at most MAX_LOAD of them are used)
             end = o + WINDOW  # find() stops at the end of buf
@@ -91,6 +105,16 @@ class _Generation:
         marks = self.used > self.live  # deletion marks are rare: look for them only if there are any
         free = -1
         o = home * SLOT
+        for _ in range(PROBES):
+            if buf.startswith(d, o):
+                return o, -1
+            if buf.startswith(EMPTY, o):
+                return -1, free if free >= 0 else o
+            if marks and free < 0 and buf.startswith(DELETED, o):
+                free = o
+            o += SLOT
+            if o >= size:
+                o = 0
         for _ in range(size // WINDOW + 2):
             end = o + WINDOW
             hit = buf.find(d, o, end)
