@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -49,17 +49,26 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Item:
-    """One consumed message and its view."""
-
+class _ItemFields(NamedTuple):
     parts: MessageParts
     view: EventView
     #: ``view.event_id``, kept as a field: a batch reads it several times per event.
-    event_id: str = field(init=False, repr=False, compare=False)
+    event_id: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "event_id", self.view.event_id)
+
+class Item(_ItemFields):
+    """One consumed message and its view: ``Item(parts, view)``.
+
+    A tuple, not a frozen dataclass: one is made per event, and a frozen dataclass sets each field
+    (and ``event_id`` after) through ``object.__setattr__`` (≈2 µs an item against ≈0.5)."""
+
+    __slots__ = ()
+
+    def __new__(cls, parts: MessageParts, view: EventView) -> Item:
+        return tuple.__new__(cls, (parts, view, view.event_id))
+
+    def __getnewargs__(self) -> tuple[MessageParts, EventView]:
+        return (self.parts, self.view)
 
 
 class Outputs(Protocol):
@@ -79,26 +88,23 @@ class Outputs(Protocol):
 # -- what happened to one event in one attempt ----------------------------------------------
 
 
-# Times are ``time.time_ns()``: read per event, so they must be cheap.
+# One per event: tuples (quicker to make than frozen dataclasses). Times are ``time.time_ns()``.
 
 
-@dataclass(frozen=True)
-class Succeeded:
+class Succeeded(NamedTuple):
     output: Output
     started_ns: int
     finished_ns: int
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):
     reason: str
     output: Output
     started_ns: int
     finished_ns: int
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(NamedTuple):
     error: BaseException
 
 
