@@ -117,7 +117,12 @@ def dumps_payload(payload: Any) -> str:
         fast = orjson.dumps(payload, default=_json_default, option=_ORJSON_OPTIONS)
     except TypeError:
         fast = None
-    if fast is not None and b"null" not in fast and _SMALL_FLOAT.search(fast) is None:
+    # The regex scans slowly (~5 µs for 100 bytes); it can only match text holding "e-" or "0.0000".
+    if (
+        fast is not None
+        and b"null" not in fast
+        and ((b"e-" not in fast and b"0.0000" not in fast) or _SMALL_FLOAT.search(fast) is None)
+    ):
         return fast.decode("utf-8")
     try:
         return json.dumps(
