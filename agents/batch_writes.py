@@ -9,28 +9,29 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents.context import Wakeup
+from agents.copy_text import copy_text, timestamp_text
 from agents.outbox_mapping import OutboxRow, dumps_payload
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of ``vigil.runs``."""
+class RunRecord(NamedTuple):
+    """One row of ``vigil.runs`` (a tuple: one is made per event, and a tuple is quick to make)."""
 
-    run_id: uuid.UUID
+    #: The run's UUID in its text form.
+    run_id: str
     event_id: str
     trigger: str
     status: str
     attempt: int
-    started_at: datetime
-    finished_at: datetime
+    #: Nanoseconds since the epoch (``time.time_ns()``).
+    started_ns: int
+    finished_ns: int
     error: str | None
     trace: list[dict[str, Any]]
 
@@ -46,7 +47,7 @@ class ReviewRecord:
     proposed: Sequence[OutboxRow]
 
 
-async def claim(driver: Any, agent: str, run_ids: dict[str, uuid.UUID]) -> set[str]:
+async def claim(driver: Any, agent: str, run_ids: Mapping[str, uuid.UUID | str]) -> set[str]:
     """Insert the events' ``processed_events`` rows; return the ids that were new.
 
     Ids are inserted sorted: every worker locks them in one order, so two workers claiming
@@ -54,11 +55,13 @@ async def claim(driver: Any, agent: str, run_ids: dict[str, uuid.UUID]) -> set[s
     of the same id waits for this transaction, then sees the conflict.
     """
     ids = sorted(run_ids)
+    # The run ids as one uuid[] literal (UUIDs need no quoting in one): a parameter, not 500.
+    runs = "{" + ",".join([str(run_ids[i]) for i in ids]) + "}"
     cur = await driver.execute(
         "INSERT INTO vigil.processed_events (agent, event_id, run_id) "
         "SELECT %s, e, r FROM unnest(%s::text[], %s::uuid[]) AS t(e, r) "
         "ON CONFLICT DO NOTHING RETURNING event_id",
-        (agent, ids, [run_ids[i] for i in ids]),
+        (agent, ids, runs),
     )
     return {row[0] for row in await cur.fetchall()}
 
@@ -109,36 +112,61 @@ async def write_outbox(driver: Any, rows: Sequence[tuple[OutboxRow, str]]) -> No
 
 
 async def _copy_outbox(driver: Any, rows: Sequence[tuple[OutboxRow, str]]) -> None:
-    async with driver.cursor() as cur, cur.copy(f"COPY vigil.outbox ({_OUTBOX_COLUMNS}) FROM STDIN") as copy:
-        for row, event_id in rows:
-            await copy.write_row(_outbox_tuple(row, event_id))
+    await _copy(
+        driver,
+        f"COPY vigil.outbox ({_OUTBOX_COLUMNS}) FROM STDIN",
+        [
+            (
+                row.id.hex,
+                row.aggregatetype,
+                row.aggregateid,
+                row.type,
+                row.payload_json if row.payload_json is not None else dumps_payload(row.payload),
+                event_id,
+                row.trace_id,
+            )
+            for row, event_id in rows
+        ],
+        7,
+    )
 
 
 async def write_runs(driver: Any, agent: str, runs: Sequence[RunRecord]) -> None:
     if not runs:
         return
-    async with (
-        driver.cursor() as cur,
-        cur.copy(
-            "COPY vigil.runs (run_id, agent, event_id, trigger, status, attempt, started_at, finished_at, "
-            "error, trace) FROM STDIN"
-        ) as copy,
-    ):
-        for run in runs:
-            await copy.write_row(
-                (
-                    run.run_id,
-                    agent,
-                    run.event_id,
-                    run.trigger,
-                    run.status,
-                    run.attempt,
-                    run.started_at,
-                    run.finished_at,
-                    run.error,
-                    json.dumps(run.trace, default=str) if run.trace else "[]",
-                )
+    await _copy(
+        driver,
+        "COPY vigil.runs (run_id, agent, event_id, trigger, status, attempt, started_at, finished_at, "
+        "error, trace) FROM STDIN",
+        [
+            (
+                run.run_id,
+                agent,
+                run.event_id,
+                run.trigger,
+                run.status,
+                str(run.attempt),
+                timestamp_text(run.started_ns),
+                timestamp_text(run.finished_ns),
+                run.error,
+                json.dumps(run.trace, default=str) if run.trace else "[]",
             )
+            for run in runs
+        ],
+        10,
+    )
+
+
+async def _copy(driver: Any, statement: str, rows: Sequence[Sequence[str | None]], columns: int) -> None:
+    """``COPY`` ``rows`` (text values) in one piece; row by row through psycopg when a value holds
+    NUL, so that psycopg refuses it as it always did."""
+    text = copy_text(rows, columns)
+    async with driver.cursor() as cur, cur.copy(statement) as copy:
+        if text is not None:
+            await copy.write(text)
+            return
+        for row in rows:
+            await copy.write_row(row)
 
 
 async def write_reviews(driver: Any, agent: str, reviews: Sequence[ReviewRecord]) -> None:

@@ -9,6 +9,7 @@ cannot hold, an illegal topic name) is refused here, so it is the event's failur
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,11 +25,25 @@ if TYPE_CHECKING:
 
 #: Namespace for ids derived from an input event: the same input always yields the same ids.
 _OUTPUT_NAMESPACE = uuid.UUID("8c2e0f5e-5f4b-4a59-9a53-7d1f4b0e6a21")
+#: SHA-1 of the namespace, copied for each id (``uuid.uuid5`` hashes it again every time).
+_NAMESPACE_SHA1 = hashlib.sha1(_OUTPUT_NAMESPACE.bytes, usedforsecurity=False)
+#: What ``uuid.UUID(..., version=5)`` clears and sets: the variant and version bits.
+_V5_CLEAR = ~(0xC000 << 48 | 0xF000 << 64)
+_V5_SET = 0x8000 << 48 | 5 << 76
 
 
 def derived_id(event_id: str, agent: str, kind: str, index: int) -> uuid.UUID:
-    """A UUID stable for (event, agent, kind, n): redelivery and replay produce the same id."""
-    return uuid.uuid5(_OUTPUT_NAMESPACE, f"{agent}\x1f{event_id}\x1f{kind}\x1f{index}")
+    """A UUID stable for (event, agent, kind, n): redelivery and replay produce the same id.
+
+    ``uuid.uuid5(_OUTPUT_NAMESPACE, "<agent>\\x1f<event_id>\\x1f<kind>\\x1f<n>")``, computed as
+    uuid5 does, without hashing the namespace again and without ``UUID.__init__``'s checks (the
+    object is made as ``UUID.__init__`` ends: its ``int`` and ``is_safe`` set), once per emit."""
+    sha = _NAMESPACE_SHA1.copy()
+    sha.update(f"{agent}\x1f{event_id}\x1f{kind}\x1f{index}".encode())
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", (int.from_bytes(sha.digest()[:16]) & _V5_CLEAR) | _V5_SET)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
 
 
 @dataclass(frozen=True)
@@ -108,14 +123,8 @@ class Context:
         payload_json = dumps_payload(payload)
         row_id = derived_id(self.event_id, self.agent, "outbox", len(self.output.outbox))
         self.output.outbox.append(
-            OutboxRow(
-                row_id,
-                aggregatetype,
-                str(key),
-                type or aggregatetype,
-                payload,
-                trace_id=self.trace_id,
-                payload_json=payload_json,
+            OutboxRow.emitted(
+                row_id, aggregatetype, str(key), type or aggregatetype, payload, self.trace_id, payload_json
             )
         )
         return row_id

@@ -79,6 +79,11 @@ class LedgerReader(threading.Thread):
         ]
 
     def run(self) -> None:
+        # This worker's own records come back here after its run_batch added their keys: they are
+        # recognised by their key (ProcessedTable.is_echo) and skipped before their headers are read
+        # and their keys hashed again.
+        self.table.expect_echoes = True
+        is_echo = self.table.is_echo
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10)
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
@@ -107,10 +112,13 @@ class LedgerReader(threading.Thread):
                         # database pruned it, forgetting a key only costs a Postgres check.
                         pruned.append(key.decode("utf-8", errors="replace"))
                         continue
+                    text = key.decode("utf-8", errors="replace")
+                    if is_echo(text):
+                        continue
                     if _header(msg.headers(), headers.INSTALLATION) != self.installation:
                         self.ignored += 1
                         continue
-                    keys.append(key.decode("utf-8", errors="replace"))
+                    keys.append(text)
                 # Adds before discards: a key recorded and pruned in one batch ends up gone; one
                 # pruned and recorded again is dropped too, which only costs a Postgres check.
                 if keys:
@@ -130,6 +138,7 @@ class LedgerReader(threading.Thread):
         except Exception:  # the table is an accelerator: losing it costs speed, never correctness
             log.exception("ledger reader stopped; processed-event checks go to Postgres")
         finally:
+            self.table.stop_expecting_echoes()
             self.settled.set()
             self.consumer.close()
 

@@ -58,6 +58,33 @@ class OutboxRow:
     #: stored ``jsonb`` when the relay reads the row back (published as it is: no decode and encode).
     payload_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
+    @classmethod
+    def emitted(
+        cls,
+        id: uuid.UUID,
+        aggregatetype: str,
+        aggregateid: str,
+        type: str,
+        payload: Any,
+        trace_id: str | None,
+        payload_json: str,
+    ) -> OutboxRow:
+        """The row ``OutboxRow(id, …, trace_id=…, payload_json=…)`` (``seq`` None), made by filling
+        its ``__dict__``: a frozen dataclass's ``__init__`` sets each of its 8 fields through
+        ``object.__setattr__`` (≈4 µs against ≈1), and ``ctx.emit`` makes one per row."""
+        row = object.__new__(cls)
+        row.__dict__.update(
+            id=id,
+            aggregatetype=aggregatetype,
+            aggregateid=aggregateid,
+            type=type,
+            payload=payload,
+            seq=None,
+            trace_id=trace_id,
+            payload_json=payload_json,
+        )
+        return row
+
 
 @dataclass(frozen=True)
 class OutboxMessage:
@@ -117,7 +144,12 @@ def dumps_payload(payload: Any) -> str:
         fast = orjson.dumps(payload, default=_json_default, option=_ORJSON_OPTIONS)
     except TypeError:
         fast = None
-    if fast is not None and b"null" not in fast and _SMALL_FLOAT.search(fast) is None:
+    # The regex scans slowly (~5 µs for 100 bytes); it can only match text holding "e-" or "0.0000".
+    if (
+        fast is not None
+        and b"null" not in fast
+        and ((b"e-" not in fast and b"0.0000" not in fast) or _SMALL_FLOAT.search(fast) is None)
+    ):
         return fast.decode("utf-8")
     try:
         return json.dumps(

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.codec import Codec
 
@@ -29,9 +28,8 @@ SCHEMA = "ProcessedEvent"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Processed:
-    """What differs between the records of one batch."""
+class Processed(NamedTuple):
+    """What differs between the records of one batch (a tuple: one is made per event)."""
 
     event_id: str
     run_id: str
@@ -41,8 +39,7 @@ class Processed:
     offset: int
 
 
-def _long(n: int) -> bytes:
-    """An Avro int or long: zigzag, then a little-endian base-128 varint."""
+def _varint(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n > 0x7F:
@@ -52,9 +49,19 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
+#: The one-byte encodings (0 to 63): string lengths, partitions, statuses are almost always these.
+_SMALL = tuple(_varint(n) for n in range(64))
+
+
+def _long(n: int) -> bytes:
+    """An Avro int or long: zigzag, then a little-endian base-128 varint."""
+    return _SMALL[n] if 0 <= n < 64 else _varint(n)
+
+
 def _string(text: str) -> bytes:
     data = text.encode("utf-8")
-    return _long(len(data)) + data
+    n = len(data)
+    return (_SMALL[n] if n < 64 else _varint(n)) + data
 
 
 def _micros(at: datetime) -> int:
@@ -96,12 +103,13 @@ def encode_processed(
     shared_tail = _string(installation)
     shared_at = _long(_micros(at))
     statuses = _statuses(codec)
-    topics: dict[str, bytes] = {}
+    #: The source topic and partition's bytes, made once per batch for each.
+    positions: dict[tuple[str, int], bytes] = {}
 
     def body(row: Processed) -> bytes:
-        topic = topics.get(row.topic)
-        if topic is None:
-            topic = topics[row.topic] = _string(row.topic)
+        position = positions.get((row.topic, row.partition))
+        if position is None:
+            position = positions[(row.topic, row.partition)] = _string(row.topic) + _long(row.partition)
         return b"".join(
             (
                 shared_agent,
@@ -109,8 +117,7 @@ def encode_processed(
                 _string(row.run_id),
                 statuses[row.status],
                 shared_at,
-                topic,
-                _long(row.partition),
+                position,
                 _long(row.offset),
                 shared_tail,
             )

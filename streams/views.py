@@ -41,6 +41,16 @@ TRACE_ID_HEADER = headers.TRACE_ID
 Headers = Mapping[str, bytes]
 
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
+#: Every digit to b"0", every other byte to b" ": ``_LONG_NUMBER`` matches exactly where the
+#: translated text holds ``_LONG_RUN`` (two C passes, ~5x quicker than the regex's scan).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _has_long_number(data: bytes) -> bool:
+    if type(data) is bytes:
+        return _LONG_RUN in data.translate(_DIGITS_ONLY)
+    return _LONG_NUMBER.search(data) is not None
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,7 @@ def _parse_json(data: bytes) -> Any:
     # What it refuses that json accepts (NaN and Infinity literals, integers past 64 bits, a BOM,
     # UTF-16/32) goes the old way, so the result, and what counts as poison, stay json's. A run of
     # 19 digits may be such an integer (or only look like one, inside a string): json reads it too.
-    if _LONG_NUMBER.search(data) is None:  # orjson turns an integer past 64 bits into a float
+    if not _has_long_number(data):  # orjson turns an integer past 64 bits into a float
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

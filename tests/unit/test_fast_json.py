@@ -69,3 +69,11 @@ def test_values_read_are_the_json_module_s(value: object, encoding: str, ascii_o
     except (ValueError, UnicodeDecodeError):
         return
     assert _same(_parse_json(data), expected)
+
+
+@given(st.binary(max_size=80) | st.text(alphabet='0123456789a-"', max_size=80).map(str.encode))
+def test_the_long_number_check_is_the_regex(data: bytes) -> None:
+    from streams.views import _LONG_NUMBER, _has_long_number
+
+    assert _has_long_number(data) == (_LONG_NUMBER.search(data) is not None)
+    assert _has_long_number(bytearray(data)) == (_LONG_NUMBER.search(data) is not None)

@@ -52,6 +52,7 @@ PURE_MODULES = [
     "agents/retry.py",
     "agents/backoff.py",
     "agents/outbox_mapping.py",
+    "agents/copy_text.py",
     "agents/prune_policy.py",
     "agents/relay_health.py",
     "agents/sinks/decisions.py",

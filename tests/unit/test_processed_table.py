@@ -194,3 +194,37 @@ def test_lookups_while_another_thread_adds_never_match_a_key_not_added() -> None
         stop.set()
         thread.join()
     assert false_positives == 0
+
+
+def test_keys_added_by_the_worker_are_echoes_once_while_a_reader_expects_them() -> None:
+    table = ProcessedTable(100)
+    table.add("a", ["e1"])
+    assert not table.is_echo("a/e1")  # no reader: nothing kept
+    table.expect_echoes = True
+    table.add("a", ["e2", "e3"])
+    assert table.is_echo("a/e2")
+    assert not table.is_echo("a/e2")  # once
+    assert not table.is_echo("b/e3")
+    assert table.known("a", "e2") and table.known("a", "e3")
+    table.stop_expecting_echoes()
+    assert not table.is_echo("a/e3")
+
+
+def test_echoes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.processed_table as module
+
+    monkeypatch.setattr(module, "ECHOES_MAX", 3)
+    table = ProcessedTable(100)
+    table.expect_echoes = True
+    table.add("a", ["1", "2", "3"])
+    table.add("a", ["4"])  # the reader fell behind: what it had not read back is forgotten
+    assert not table.is_echo("a/1")
+    assert table.is_echo("a/4")
+    assert table.known("a", "1")
+
+
+def test_a_table_of_capacity_zero_keeps_no_echoes() -> None:
+    table = ProcessedTable(0)
+    table.expect_echoes = True
+    table.add("a", ["1"])
+    assert not table.is_echo("a/1")

@@ -110,3 +110,19 @@ def test_the_relay_publishes_postgres_text_of_the_payload_as_it_is() -> None:
     assert message.value == text.encode()
     assert json.loads(message.value or b"") == {"note": "naïve", "order": 42, "amount": 1.10}
     assert to_message(_row(payload=None, payload_json=None)).value is None  # SQL NULL
+
+
+def test_an_emitted_row_is_the_row_the_constructor_makes() -> None:
+    import dataclasses
+    import uuid
+
+    from agents.outbox_mapping import OutboxRow
+
+    row_id = uuid.uuid4()
+    made = OutboxRow(row_id, "orders", "k1", "created", {"a": 1}, trace_id="t1", payload_json='{"a":1}')
+    emitted = OutboxRow.emitted(row_id, "orders", "k1", "created", {"a": 1}, "t1", '{"a":1}')
+    assert emitted == made and repr(emitted) == repr(made)
+    assert vars(emitted) == vars(made)
+    assert list(vars(emitted)) == [f.name for f in dataclasses.fields(OutboxRow)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        emitted.seq = 3  # type: ignore[misc]

@@ -1,0 +1,84 @@
+"""COPY text of a batch, run ids and times (agents.copy_text): pure, no database."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from agents.copy_text import copy_text, random_uuids, timestamp_text
+
+_UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t"}
+
+
+def parse(text: str) -> list[list[str | None]]:
+    """Read COPY text back as Postgres does (only the escapes copy_text writes)."""
+    assert text.endswith("\n")
+    rows: list[list[str | None]] = []
+    for line in text[:-1].split("\n"):
+        values: list[str | None] = []
+        for field in line.split("\t"):
+            if field == "\\N":
+                values.append(None)
+            else:
+                values.append(re.sub(r"\\[\\nrt]", lambda m: _UNESCAPE[m.group(0)], field))
+        rows.append(values)
+    return rows
+
+
+def test_plain_rows_are_joined_as_they_are() -> None:
+    rows = [("a", "b", None), ("c", "d", "e")]
+    assert copy_text(rows, 3) == "a\tb\t\\N\nc\td\te\n"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "back\\slash",
+        "new\nline",
+        "carriage\rreturn",
+        "a\ttab",
+        "\\N",
+        "\\",
+        '{"k":"quote \\" and \\\\ in json"}',
+        "ends with backslash\\",
+        "",
+        "é ünïcode ✓",
+    ],
+)
+def test_special_values_come_back_as_they_were(value: str) -> None:
+    rows = [("1", value, None), (value, "2", value)]
+    text = copy_text(rows, 3)
+    assert text is not None
+    assert parse(text) == [list(r) for r in rows]
+
+
+def test_a_value_with_nul_is_left_to_psycopg() -> None:
+    assert copy_text([("a", "b\x00c")], 2) is None
+
+
+def test_no_rows() -> None:
+    assert copy_text([], 3) == ""
+
+
+def test_timestamp_text_matches_datetime() -> None:
+    for ns in (0, 1_764_525_005_123_456_789, 1_764_525_059_999_999_999, 1_764_525_060_000_000_000):
+        at = datetime.fromtimestamp(ns // 1000 / 1e6, UTC).replace(microsecond=ns // 1000 % 1_000_000)
+        expected = at.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
+        assert timestamp_text(ns) == expected
+    # minutes formatted before are not reused for another minute
+    assert timestamp_text(60_000_000_000) == "1970-01-01 00:01:00.000000+00"
+    assert timestamp_text(59_000_000_000) == "1970-01-01 00:00:59.000000+00"
+
+
+def test_random_uuids_are_version_4() -> None:
+    ids = random_uuids(1000)
+    assert len(set(ids)) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    assert random_uuids(0) == []
