@@ -13,7 +13,8 @@ demo: setup
 test: setup
 	@bash ops/run-tests.sh
 
-bench: setup
+bench:
+	@VIGIL_SETUP_JDK=1 bash ops/setup.sh
 	$(VENV)/bin/python -m bench
 
 lint: setup

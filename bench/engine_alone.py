@@ -137,7 +137,7 @@ def _find_javac() -> str:
     if javac is None:
         raise ConfigurationError(
             "the cdc benchmark's peer is compiled with javac, which is not installed (a Java runtime "
-            "alone has no compiler): run `apt-get install openjdk-17-jdk-headless` (or `make setup`)"
+            "alone has no compiler): run `apt-get install openjdk-17-jdk-headless` (or `make bench`, which installs it)"
         )
     return javac
 

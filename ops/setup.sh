@@ -16,6 +16,10 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; 
   need_apt+=(openjdk-17-jre-headless)
 fi
 if ! command -v mvn >/dev/null 2>&1; then need_apt+=(maven); fi
+# `make bench` compiles the cdc benchmark's Debezium-engine peer: it needs javac (a JDK), not only a JRE.
+if [ "${VIGIL_SETUP_JDK:-0}" = "1" ] && ! command -v javac >/dev/null 2>&1; then
+  need_apt+=(openjdk-17-jdk-headless)
+fi
 # Headless Chromium for the dashboard's browser test (driven by Playwright at /usr/bin/chromium).
 if [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
