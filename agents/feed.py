@@ -1,6 +1,6 @@
-"""Batch delivery (``VIGIL_DELIVERY=batch``): an agent's events reach its Faust agent a batch at a time.
+"""Batch delivery (``VIGIL_DELIVERY=batch``, the default): events reach a Faust agent a batch at a time.
 
-With Faust's delivery (the default) every message goes through Faust's consumer, conductor, stream,
+With Faust's delivery (``VIGIL_DELIVERY=faust``) every message goes through Faust's consumer, conductor, stream,
 take buffer and ack: on our 2-core machine a worker whose events were all duplicates, so that it did
 nothing else, spent ≈ 180 µs of CPU per message (``bench dedup``), more than half of what a fresh
 event costs. With batch delivery each agent has a confluent-kafka consumer of its own (group
