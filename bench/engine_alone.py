@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from ops.services.java import JavaParts, find_java, resolve_classpath
+from ops.services.java import JavaParts, find_java, require_tool, resolve_classpath
 from ops.services.jvm import JvmService
 from schemas.errors import ConfigurationError
 
@@ -133,13 +133,11 @@ def rows_per_second(rows: int, started: float, last: float) -> float:
 
 
 def _find_javac() -> str:
-    javac = shutil.which("javac")
-    if javac is None:
-        raise ConfigurationError(
-            "the cdc benchmark's peer is compiled with javac, which is not installed (a Java runtime "
-            "alone has no compiler): run `apt-get install openjdk-17-jdk-headless` (or `make bench`, which installs it)"
-        )
-    return javac
+    return require_tool(
+        "javac",
+        "the cdc benchmark's peer is compiled with javac, which is not installed (a Java runtime alone "
+        "has no compiler): run `apt-get install openjdk-17-jdk-headless` (or `make bench`, which installs it)",
+    )
 
 
 def build(cache: Path | None = None) -> tuple[JavaParts, Path]:

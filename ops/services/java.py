@@ -62,26 +62,31 @@ def pom_hash(pom: Path = POM) -> str:
     return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
 
 
+def require_tool(name: str, missing: str) -> str:
+    """The path of the executable ``name``, or a :class:`ConfigurationError` saying ``missing``
+    (what to install)."""
+    path = shutil.which(name)
+    if path is None:
+        raise ConfigurationError(missing)
+    return path
+
+
 def find_java() -> str:
     """The ``java`` launcher (17 or newer is needed), or an error naming the package to install."""
-    java = shutil.which("java")
-    if java is None:
-        raise ConfigurationError(
-            "Java is not installed: the embedded Kafka and Kafka Connect need a Java 17 runtime; run "
-            "`apt-get install openjdk-17-jre-headless` (or `make setup`), or set VIGIL_KAFKA_BOOTSTRAP "
-            "and VIGIL_CONNECT_URL to an existing Kafka and Kafka Connect"
-        )
-    return java
+    return require_tool(
+        "java",
+        "Java is not installed: the embedded Kafka and Kafka Connect need a Java 17 runtime; run "
+        "`apt-get install openjdk-17-jre-headless` (or `make setup`), or set VIGIL_KAFKA_BOOTSTRAP "
+        "and VIGIL_CONNECT_URL to an existing Kafka and Kafka Connect",
+    )
 
 
 def _find_mvn() -> str:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise ConfigurationError(
-            "Maven is not installed: it fetches the embedded Kafka's jars once; run "
-            "`apt-get install maven` (or `make setup`)"
-        )
-    return mvn
+    return require_tool(
+        "mvn",
+        "Maven is not installed: it fetches the embedded Kafka's jars once; run `apt-get install maven` "
+        "(or `make setup`)",
+    )
 
 
 def cached(cache: Path | None = None, pom: Path = POM) -> JavaParts | None:

@@ -157,3 +157,14 @@ def test_the_cdc_target_judges_connect_against_the_engine_alone(connect: float, 
     assert result.ratio == pytest.approx(connect / 10_000.0)
     assert result.ratio_to == bench_cdc.ENGINE
     assert result.verdict == verdict
+
+
+def test_a_missing_tool_is_named_with_what_to_install() -> None:
+    import pytest
+
+    from ops.services.java import require_tool
+    from schemas.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="install the thing"):
+        require_tool("vigil-no-such-tool", "install the thing")
+    assert require_tool("sh", "never").endswith("/sh")
