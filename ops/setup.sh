@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs on a Debian machine, idempotently: the PostgreSQL server, a Java 17
-# runtime, Maven and Chromium (apt), a virtual environment in .venv, the package with its dev extras, and the
+# JDK, Maven and Chromium (apt), a virtual environment in .venv, the package with its dev extras, and the
 # embedded Kafka / Kafka Connect / Debezium jars pinned in ops/java/pom.xml (resolved once into
 # ~/.cache/vigil/java, shared by checkouts). Each step is skipped when what it makes is already there.
 set -euo pipefail
@@ -12,8 +12,9 @@ PYTHON="${PYTHON:-python3}"
 need_apt=()
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
 java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1; }
-if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
-  need_apt+=(openjdk-17-jre-headless)
+# The JDK, not only the runtime: the cdc benchmark's peer (bench/java/EngineAlone.java) is compiled with javac.
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null || ! command -v javac >/dev/null 2>&1; then
+  need_apt+=(openjdk-17-jdk-headless)
 fi
 if ! command -v mvn >/dev/null 2>&1; then need_apt+=(maven); fi
 # Headless Chromium for the dashboard's browser test (driven by Playwright at /usr/bin/chromium).
