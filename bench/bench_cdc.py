@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 from psycopg import sql
 
 from bench import procs
@@ -70,6 +70,8 @@ class _Reader(threading.Thread):
         super().__init__(daemon=True)
         self.settings, self.topic = settings, topic
         self.arrivals: dict[int, tuple[float, str | None]] = {}
+        #: Per row id, the record's Kafka timestamp (CreateTime: set when Connect produced it), in s.
+        self.produced: dict[int, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -92,6 +94,9 @@ class _Reader(threading.Thread):
                     after = json.loads(raw).get("after") or {}
                     if "id" in after and after["id"] not in self.arrivals:
                         self.arrivals[int(after["id"])] = (now, after.get("committed_at"))
+                        kind, millis = msg.timestamp()
+                        if kind != TIMESTAMP_NOT_AVAILABLE:
+                            self.produced[int(after["id"])] = millis / 1000
         finally:
             consumer.close()
 
@@ -141,12 +146,17 @@ class _Path:
 
     table: str
     wait_for: Callable[[int], float]
+    #: For the Connect path: the latest Kafka timestamp of the rows ``first … first + count - 1``.
+    produced: Callable[[int, int], float] | None = None
     rates: list[float] = field(default_factory=list)
+    produced_rates: list[float] = field(default_factory=list)
 
     def bulk(self, url: str, first: int, count: int) -> None:
         started = time.time()
         _insert(url, self.table, first, count)
         self.rates.append(rows_per_second(count, started, self.wait_for(first + count - 1)))
+        if self.produced is not None:
+            self.produced_rates.append(rows_per_second(count, started, self.produced(first, count)))
 
 
 def bulk_notes(rates: Sequence[float]) -> str:
@@ -197,7 +207,11 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
                 procs.wait_slot_active(url, spec.slot_name)
                 reader.start()
                 engine = _Path(engine_table, lambda n: peer.wait_for(n, timeout=300))
-                connect = _Path(table, lambda n: reader.wait_for(n, timeout=300))
+                connect = _Path(
+                    table,
+                    lambda n: reader.wait_for(n, timeout=300),
+                    lambda first, n: max(reader.produced.get(i, 0.0) for i in range(first, first + n)),
+                )
                 for path in (engine, connect):
                     _insert(url, path.table, 1, warmup)
                     path.wait_for(warmup)
@@ -240,7 +254,8 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
             BULK,
             max(connect.rates),
             "rows/s",
-            notes=f"{bulk:,} rows, commit → read from Kafka; {bulk_notes(connect.rates)}; {notes}",
+            notes=f"{bulk:,} rows, commit → read from Kafka; {bulk_notes(connect.rates)}; {notes}; "
+            f"commit → produced (the rows' Kafka CreateTime, ms): {bulk_notes(connect.produced_rates)}",
         ),
         Measurement(
             BENCH,
