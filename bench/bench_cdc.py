@@ -6,7 +6,7 @@ is applied to Kafka Connect over its REST API, as ``vigil connectors apply`` doe
 of 50,000 rows (whatever the scale: it is there to warm the JVM's JIT):
 - ``bulk insert throughput``: rows/s from the first commit of a bulk insert (50,000 x scale rows,
   5,000 per transaction) until the last row is read back from Kafka; the best of three such bulk
-  inserts, one after the other (all three are in the notes).
+  inserts (all three are in the notes).
 - ``steady 1,000 rows/s``: for 20 s x scale, 10 rows every 10 ms; per row, the time from its
   ``clock_timestamp()`` column (set inside the committing transaction) to when a consumer in this
   process sees it. Both clocks are this machine's; the consumer's own delay is included.
@@ -14,27 +14,33 @@ of 50,000 rows (whatever the scale: it is there to warm the JVM's JIT):
 The peer (:mod:`bench.engine_alone`) runs the same connector settings in the Debezium embedded
 engine, without Connect or Kafka, with a consumer that only counts records; it gets the same
 warm-up and the same bulk inserts into a table of its own, measured the same way (first commit →
-last row counted, best of three). The Connect row's ratio is to that peer.
+last row counted, best of three). Both run at once and their bulk inserts alternate (engine,
+Connect, engine, …), so that the load of this shared machine, which drifts, weighs on both alike;
+the engine is stopped before the steady phase. The Connect row's ratio is to that peer. Its
+consumer gets Kafka Connect SourceRecords, unserialized; ``VIGIL_BENCH_ENGINE_FORMAT=json`` hands
+it JSON strings instead (Kafka Connect's JsonConverter, as the Connect worker writes them to Kafka).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 from psycopg import sql
 
 from bench import procs
 from bench.common import BenchContext, Measurement, percentile, with_ratio
-from bench.engine_alone import EnginePeer, engine_config, rows_per_second
+from bench.engine_alone import FORMATS, EnginePeer, engine_config, rows_per_second
 from connectors.config import ConnectorSpec, derive_connector, load_connector_file, slot_safe
 from connectors.connect_client import ConnectClient
 from connectors.database import drop_replication_slot, ensure_heartbeat_table
@@ -51,6 +57,8 @@ BULK = "bulk insert throughput"
 #: bulk inserts after a 2,500-row warm-up.
 WARMUP_ROWS = 50_000
 ROUNDS = 3
+#: What the engine's consumer is handed, per ``VIGIL_BENCH_ENGINE_FORMAT``.
+ENGINE_RECORDS = {"connect": "SourceRecords, unserialized", "json": "JSON strings from JsonConverter"}
 VIGIL = Path(sys.executable).parent / "vigil"
 PACKAGED = Path(__file__).resolve().parents[1] / "connectors" / "demo.json"
 
@@ -62,6 +70,8 @@ class _Reader(threading.Thread):
         super().__init__(daemon=True)
         self.settings, self.topic = settings, topic
         self.arrivals: dict[int, tuple[float, str | None]] = {}
+        #: Per row id, the record's Kafka timestamp (CreateTime: set when Connect produced it), in s.
+        self.produced: dict[int, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -84,6 +94,9 @@ class _Reader(threading.Thread):
                     after = json.loads(raw).get("after") or {}
                     if "id" in after and after["id"] not in self.arrivals:
                         self.arrivals[int(after["id"])] = (now, after.get("committed_at"))
+                        kind, millis = msg.timestamp()
+                        if kind != TIMESTAMP_NOT_AVAILABLE:
+                            self.produced[int(after["id"])] = millis / 1000
         finally:
             consumer.close()
 
@@ -117,30 +130,33 @@ def _create_table(url: str, table: str) -> None:
 
 def run(ctx: BenchContext) -> list[Measurement]:
     settings = ctx.settings()
-    warmup = WARMUP_ROWS
     bulk = max(1000, int(50_000 * ctx.scale))
     seconds = max(5.0, 20.0 * ctx.scale)
-    engine = _engine(settings, warmup, bulk)
-    return with_ratio([*_vigil(settings, warmup, bulk, seconds), engine], ENGINE)
+    return with_ratio(_measure(settings, WARMUP_ROWS, bulk, seconds), ENGINE)
 
 
 def _bench_connector(tag: str, table: str) -> ConnectorSpec:
     return derive_connector(load_connector_file(PACKAGED)[0], f"{tag}-cdc", [f"public.{table}"])
 
 
-def _bulk_rounds(
-    url: str, table: str, warmup: int, bulk: int, wait_for: Callable[[int], float]
-) -> list[float]:
-    """The warm-up, then :data:`ROUNDS` bulk inserts: rows/s of each, from its first commit until
-    ``wait_for`` (given how many rows in all must have arrived) saw its last row."""
-    _insert(url, table, 1, warmup)
-    wait_for(warmup)
-    rates = []
-    for first in range(warmup + 1, warmup + ROUNDS * bulk, bulk):
+@dataclass
+class _Path:
+    """One way from the table to a counted row: its table, and how to wait until ``n`` rows in
+    all have arrived (returning when the last of them did)."""
+
+    table: str
+    wait_for: Callable[[int], float]
+    #: For the Connect path: the latest Kafka timestamp of the rows ``first … first + count - 1``.
+    produced: Callable[[int, int], float] | None = None
+    rates: list[float] = field(default_factory=list)
+    produced_rates: list[float] = field(default_factory=list)
+
+    def bulk(self, url: str, first: int, count: int) -> None:
         started = time.time()
-        _insert(url, table, first, bulk)
-        rates.append(rows_per_second(bulk, started, wait_for(first + bulk - 1)))
-    return rates
+        _insert(url, self.table, first, count)
+        self.rates.append(rows_per_second(count, started, self.wait_for(first + count - 1)))
+        if self.produced is not None:
+            self.produced_rates.append(rows_per_second(count, started, self.produced(first, count)))
 
 
 def bulk_notes(rates: Sequence[float]) -> str:
@@ -148,91 +164,98 @@ def bulk_notes(rates: Sequence[float]) -> str:
     return f"best of {len(rates)}: " + ", ".join(f"{r:,.0f}" for r in rates) + " rows/s"
 
 
-def _engine(settings: Settings, warmup: int, bulk: int) -> Measurement:
-    """The same connector in the Debezium embedded engine; rows counted by its consumer."""
-    url = settings.require_database_url()
-    tag = "bench" + uuid.uuid4().hex[:6]
-    table = f"{tag}_rows"
-    spec = _bench_connector(tag, table)
-    name = f"{tag}-engine"
-    slot = slot_safe(name)
-    config = engine_config(for_connect(spec, url).config, name=name, slot=slot, table=f"public.{table}")
-    _create_table(url, table)
-    logs = procs.log_dir("vigil-bench-engine-")
-    try:
-        with EnginePeer(config, f"{spec.topic_prefix}.public.{table}", log=logs / "engine.log") as peer:
-            peer.wait_polling()
-            procs.wait_slot_active(url, slot)
-            rates = _bulk_rounds(url, table, warmup, bulk, lambda n: peer.wait_for(n, timeout=300))
-    finally:
-        _cleanup(url, slot, slot, None, table)
-    return Measurement(
-        BENCH,
-        ENGINE,
-        BULK,
-        max(rates),
-        "rows/s",
-        notes=f"{bulk:,} rows, commit → counted by the engine's consumer (SourceRecords, unserialized); "
-        f"{bulk_notes(rates)}; "
-        "debezium-embedded, same connector settings, offsets in memory",
-    )
-
-
-def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[Measurement]:
-    """The connector in Kafka Connect; rows read back from Kafka here."""
+def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[Measurement]:
+    """Both paths up at once, each on its own table: the connector in Kafka Connect (rows read back
+    from Kafka here) and the same connector in the embedded engine. Their bulk inserts alternate, so
+    that a change in the machine's load between rounds hits both; then the engine stops and the
+    steady-rate latency is measured on Connect alone."""
+    fmt = os.environ.get("VIGIL_BENCH_ENGINE_FORMAT", "connect")
+    if fmt not in FORMATS:
+        raise RuntimeError(f"VIGIL_BENCH_ENGINE_FORMAT={fmt} is not one of {', '.join(FORMATS)}")
     url = settings.require_database_url()
     connect_url = settings.connect_url
     if connect_url is None:
         raise RuntimeError("the cdc bench needs Kafka Connect: `vigil services up` or VIGIL_CONNECT_URL")
     tag = "bench" + uuid.uuid4().hex[:6]
-    table = f"{tag}_rows"
+    table, engine_table = f"{tag}_rows", f"{tag}_engine_rows"
     spec = _bench_connector(tag, table)
+    engine_name = f"{tag}-engine"
+    engine_slot = slot_safe(engine_name)
+    engine_spec = _bench_connector(tag, engine_table)
+    config = engine_config(
+        for_connect(engine_spec, url).config,
+        name=engine_name,
+        slot=engine_slot,
+        table=f"public.{engine_table}",
+    )
     _create_table(url, table)
+    _create_table(url, engine_table)
     if spec.heartbeat_table:
         ensure_heartbeat_table(url, spec.heartbeat_table)  # as `vigil connectors apply` does
-    client = ConnectClient(connect_url)
-    client.put_config(for_connect(spec, url))
     reader = _Reader(settings, f"cdc.public.{table}")
-    try:
-        procs.wait_slot_active(url, spec.slot_name)
-        reader.start()
-        rates = _bulk_rounds(url, table, warmup, bulk, lambda n: reader.wait_for(n, timeout=300))
-
-        next_id = steady_first = warmup + ROUNDS * bulk + 1
-        with psycopg.connect(url, autocommit=True) as conn:
-            tick = time.perf_counter()
-            end = tick + seconds
-            while tick < end:
-                conn.execute(
-                    f"INSERT INTO public.{table} (id, payload) SELECT g, 'x' FROM generate_series({next_id}, {next_id + 9}) g"
+    with ConnectClient(connect_url) as client:
+        try:
+            with EnginePeer(
+                config,
+                f"{engine_spec.topic_prefix}.public.{engine_table}",
+                fmt=fmt,
+                log=_log_dir() / "engine.log",
+            ) as peer:
+                client.put_config(for_connect(spec, url))
+                peer.wait_polling()
+                procs.wait_slot_active(url, engine_slot)
+                procs.wait_slot_active(url, spec.slot_name)
+                reader.start()
+                engine = _Path(engine_table, lambda n: peer.wait_for(n, timeout=300))
+                connect = _Path(
+                    table,
+                    lambda n: reader.wait_for(n, timeout=300),
+                    lambda first, n: max(reader.produced.get(i, 0.0) for i in range(first, first + n)),
                 )
-                next_id += 10
-                tick += 0.010
-                delay = tick - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-        steady_rows = next_id - steady_first
-        reader.wait_for(next_id - 1, timeout=120)
-        latencies = [
-            (arrived - datetime.fromisoformat(committed).timestamp()) * 1000
-            for row, (arrived, committed) in reader.arrivals.items()
-            if row >= steady_first and committed
-        ]
-        achieved = steady_rows / seconds
-    finally:
-        reader.stop.set()
-        client.delete(spec.name)
-        client.close()
-        _cleanup(url, spec.slot_name, spec.publication_name, spec.name, table)
+                for path in (engine, connect):
+                    _insert(url, path.table, 1, warmup)
+                    path.wait_for(warmup)
+                for first in range(warmup + 1, warmup + ROUNDS * bulk, bulk):
+                    engine.bulk(url, first, bulk)
+                    connect.bulk(url, first, bulk)
+            _cleanup(url, engine_slot, engine_slot, None, engine_table)
+
+            next_id = steady_first = warmup + ROUNDS * bulk + 1
+            with psycopg.connect(url, autocommit=True) as conn:
+                tick = time.perf_counter()
+                end = tick + seconds
+                while tick < end:
+                    conn.execute(
+                        f"INSERT INTO public.{table} (id, payload) SELECT g, 'x' FROM generate_series({next_id}, {next_id + 9}) g"
+                    )
+                    next_id += 10
+                    tick += 0.010
+                    delay = tick - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+            steady_rows = next_id - steady_first
+            reader.wait_for(next_id - 1, timeout=120)
+            latencies = [
+                (arrived - datetime.fromisoformat(committed).timestamp()) * 1000
+                for row, (arrived, committed) in reader.arrivals.items()
+                if row >= steady_first and committed
+            ]
+            achieved = steady_rows / seconds
+        finally:
+            reader.stop.set()
+            client.delete(spec.name)
+            _cleanup(url, spec.slot_name, spec.publication_name, spec.name, table)
+            _cleanup(url, engine_slot, engine_slot, None, engine_table)
     notes = "poll.interval.ms=10; at-least-once (offsets committed every second)"
     return [
         Measurement(
             BENCH,
             VARIANT,
             BULK,
-            max(rates),
+            max(connect.rates),
             "rows/s",
-            notes=f"{bulk:,} rows, commit → read from Kafka; {bulk_notes(rates)}; {notes}",
+            notes=f"{bulk:,} rows, commit → read from Kafka; {bulk_notes(connect.rates)}; {notes}; "
+            f"commit → produced (the rows' Kafka CreateTime, ms): {bulk_notes(connect.produced_rates)}",
         ),
         Measurement(
             BENCH,
@@ -243,7 +266,20 @@ def _vigil(settings: Settings, warmup: int, bulk: int, seconds: float) -> list[M
             notes=f"{achieved:,.0f} rows/s for {seconds:.0f}s; clock_timestamp() → consumer, same machine",
         ),
         Measurement(BENCH, VARIANT, "latency p99 @ steady", percentile(latencies, 0.99), "ms"),
+        Measurement(
+            BENCH,
+            ENGINE,
+            BULK,
+            max(engine.rates),
+            "rows/s",
+            notes=f"{bulk:,} rows, commit → counted by the engine's consumer ({ENGINE_RECORDS[fmt]}); "
+            f"{bulk_notes(engine.rates)}; debezium-embedded, same connector settings, offsets in memory",
+        ),
     ]
+
+
+def _log_dir() -> Path:
+    return procs.log_dir("vigil-bench-cdc-")
 
 
 def _cleanup(url: str, slot: str, publication: str, heartbeat: str | None, table: str) -> None:

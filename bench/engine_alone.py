@@ -37,20 +37,14 @@ MAIN_CLASS = "EngineAlone"
 #: ``json`` serialized by Kafka Connect's JsonConverter as a Connect worker does before producing.
 FORMATS = ("connect", "json")
 
-#: Keys of a connector's config that Kafka Connect reads (converters, transforms, task count) or
-#: that serve the Connect deployment only (its heartbeat row, its metric tags): the engine gets the
-#: rest, which is what configures the Debezium connector itself.
-CONNECT_ONLY_PREFIXES = (
-    "name",
-    "tasks.max",
-    "key.converter",
-    "value.converter",
-    "header.converter",
-    "transforms",
-    "predicates",
-    "heartbeat.",
-    "custom.metric.tags",
+#: Keys of a connector's config that Kafka Connect reads (converter classes, transforms, task count)
+#: or that serve the Connect deployment only (its heartbeat row, its metric tags): the engine gets
+#: the rest, which is what configures the Debezium connector itself. The converters' own settings
+#: (``value.converter.schemas.enable``) stay: the engine's JsonConverter reads them in ``json`` mode.
+CONNECT_ONLY_KEYS = frozenset(
+    {"name", "tasks.max", "key.converter", "value.converter", "header.converter", "custom.metric.tags"}
 )
+CONNECT_ONLY_PREFIXES = ("transforms", "predicates", "heartbeat.")
 
 
 def engine_config(connector: Mapping[str, str], *, name: str, slot: str, table: str) -> dict[str, str]:
@@ -61,7 +55,7 @@ def engine_config(connector: Mapping[str, str], *, name: str, slot: str, table: 
     config = {
         k: v
         for k, v in connector.items()
-        if not any(k == p or k.startswith(p) for p in CONNECT_ONLY_PREFIXES)
+        if k not in CONNECT_ONLY_KEYS and not k.startswith(CONNECT_ONLY_PREFIXES)
     }
     config.update(
         {

@@ -65,14 +65,14 @@ def test_engine_config_keeps_the_connectors_own_settings() -> None:
 
 def test_engine_config_drops_what_only_kafka_connect_reads() -> None:
     config = engine_config(CONNECTOR, name="e", slot="e_slot", table="public.t")
-    assert not [
-        k
-        for k in config
-        if k.startswith(
-            ("tasks.", "key.converter", "value.converter", "transforms", "predicates", "heartbeat.")
-        )
-    ]
-    assert "custom.metric.tags" not in config
+    assert not [k for k in config if k.startswith(("tasks.", "transforms", "predicates", "heartbeat."))]
+    assert not {"key.converter", "value.converter", "custom.metric.tags"} & set(config)
+
+
+def test_engine_config_keeps_the_converters_settings_for_the_engines_own_json_converter() -> None:
+    config = engine_config(CONNECTOR, name="e", slot="e_slot", table="public.t")
+    assert config["key.converter.schemas.enable"] == "false"
+    assert config["value.converter.schemas.enable"] == "false"
 
 
 def test_engine_config_has_its_own_slot_table_no_snapshot_and_memory_offsets() -> None:
