@@ -22,6 +22,10 @@ POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 GROUP_ID = "vigil-connect"
 
 
+#: Kafka Connect's source-task producer batch size, bytes (docker-compose.yml sets the same).
+PRODUCER_BATCH_SIZE = "524288"
+
+
 @dataclass(frozen=True)
 class ConnectStatus:
     running: bool
@@ -94,6 +98,11 @@ logger.reflections.level = ERROR
             # One worker: a restarted worker gets its connectors back at once instead of after
             # the default 5 minutes kept for a lost member of a larger cluster.
             "scheduled.rebalance.max.delay.ms": "0",
+            # Connect's producer sends one request at a time per broker (max.in.flight 1, for
+            # order), each with at most one batch per partition: at the default 16 KB, about 35
+            # change events per round trip. bench cdc, one 50,000-row bulk insert into Kafka:
+            # 11,434 rows/s at 16 KB, 28,806 at 512 KB (the engine alone: 36,534 and 33,477).
+            "producer.batch.size": PRODUCER_BATCH_SIZE,
         }
 
     def start(self, bootstrap: str, timeout: float = 90.0) -> ConnectStatus:

@@ -28,6 +28,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from ops.services.connect import PRODUCER_BATCH_SIZE
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -590,6 +591,13 @@ def test_connect_worker_is_configured(stack: Stack) -> None:
     if depends_on(stack.services[connect]).get(kafka) != "service_healthy":
         problems.append(f"must wait for {kafka!r} with condition service_healthy")
     assert not problems, f"service {connect!r}:\n" + report(problems)
+
+
+def test_connect_producer_batches_as_the_embedded_worker_does(stack: Stack) -> None:
+    """The embedded worker's source producer batches 512 KB (16 KB held Debezium to a third of
+    its rate); the compose worker must not fall back to the default."""
+    env = stack.env(stack.service_of("connect"))
+    assert str(env.get("CONNECT_PRODUCER_BATCH_SIZE")) == PRODUCER_BATCH_SIZE
 
 
 def test_postgres_has_logical_replication_and_a_vigil_database(stack: Stack) -> None:
