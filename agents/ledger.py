@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streams import headers
 from streams.catalog import PROCESSED_EVENTS
+from streams.ledger_records import installation_tail
 from streams.processed_table import ProcessedTable
 
 __all__ = ["LedgerReader", "ProcessedTable"]
@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 class LedgerReader(threading.Thread):
     """Reads ``vigil.processed-events`` from the beginning into a :class:`ProcessedTable`, then follows it.
 
-    Only records committed in this worker's own database count (their ``vigil-installation`` header
-    is ``installation``): two deployments sharing a Kafka cluster, or a database restored from a
-    backup and given a new id, never skip an event on the word of another database. Records without
-    the header (written before it existed) are not trusted either: Postgres answers for them.
+    Only records committed in this worker's own database count (the ``installation`` field that
+    ends each value, :func:`streams.ledger_records.installation_tail`, is ``installation``): two
+    deployments sharing a Kafka cluster, or a database restored from a backup and given a new id,
+    never skip an event on the word of another database. Telling them apart costs a byte compare:
+    no header is read, and nothing is decoded. Records naming no database (written before the
+    field existed) are not trusted either: Postgres answers for them.
     """
 
     def __init__(
@@ -47,7 +49,7 @@ class LedgerReader(threading.Thread):
         self.consumer = consumer
         self.table = table
         self.topic = topic
-        self.installation = installation.encode()
+        self.tail = installation_tail(installation)
         self.retention_s = retention_s
         self._halt = threading.Event()
         #: Set once every partition was read to its end (with ``enable.partition.eof``).
@@ -107,7 +109,8 @@ class LedgerReader(threading.Thread):
                     key = msg.key()
                     if key is None:
                         continue
-                    if msg.value() is None:
+                    value = msg.value()
+                    if value is None:
                         # A tombstone: the row was pruned, the event may run again. Whichever
                         # database pruned it, forgetting a key only costs a Postgres check.
                         pruned.append(key.decode("utf-8", errors="replace"))
@@ -115,7 +118,7 @@ class LedgerReader(threading.Thread):
                     text = key.decode("utf-8", errors="replace")
                     if is_echo(text):
                         continue
-                    if _header(msg.headers(), headers.INSTALLATION) != self.installation:
+                    if not value.endswith(self.tail):
                         self.ignored += 1
                         continue
                     keys.append(text)
@@ -144,11 +147,3 @@ class LedgerReader(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-
-
-def _header(pairs: object, name: str) -> bytes | None:
-    """A header's value from confluent-kafka's list of (name, value) pairs."""
-    for key, value in pairs if isinstance(pairs, list) else ():
-        if key == name:
-            return value if isinstance(value, bytes) else None
-    return None

@@ -175,7 +175,6 @@ class KafkaOutputs:
             )
             done.append(item)
         values = encode_processed(self.codec, agent, self.installation, datetime.now(UTC), rows)
-        installation = (headers.INSTALLATION, self.installation.encode())
         produce = self.producer.produce
         for item, value in zip(done, values, strict=True):
             produce(
@@ -185,7 +184,6 @@ class KafkaOutputs:
                 headers=[
                     (EVENT_ID_HEADER, item.event_id.encode()),
                     (TRACE_ID_HEADER, item.view.trace_id.encode()),
-                    installation,
                 ],
             )
         self.producer.poll(0)

@@ -9,8 +9,6 @@ from __future__ import annotations
 EVENT_ID = "vigil-event-id"
 #: Trace id, carried from the event that caused a message to every message it caused.
 TRACE_ID = "vigil-trace-id"
-#: The Postgres database (``vigil.installation``) a ledger record was committed in.
-INSTALLATION = "vigil-installation"
 #: Dead letters: why, and where the original message was.
 ERROR = "vigil-error"
 ERROR_TYPE = "vigil-error-type"

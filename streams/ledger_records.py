@@ -64,6 +64,14 @@ def _string(text: str) -> bytes:
     return (_SMALL[n] if n < 64 else _varint(n)) + data
 
 
+def installation_tail(installation: str) -> bytes:
+    """The last bytes of every ``ProcessedEvent`` value committed in ``installation``'s database:
+    its last field, the installation id, as an Avro string. A reader tells its own database's
+    records by them without decoding the value (a record of an older schema, or of another
+    database, does not end so and is not trusted: Postgres answers for it)."""
+    return _string(installation)
+
+
 def _micros(at: datetime) -> int:
     """``timestamp-micros`` as fastavro computes it (exact, no float)."""
     delta = at - _EPOCH if at.tzinfo is not None else at - _EPOCH.replace(tzinfo=None)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from agents.ledger import LedgerReader, ProcessedTable
-from streams import headers
 from streams.kafka import make_consumer, make_producer
+from streams.ledger_records import installation_tail
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -23,17 +23,14 @@ def test_reader_loads_records_younger_than_the_retention(
     producer = make_producer(stack)
     now_ms = int(time.time() * 1000)
     ten_days_ago = now_ms - 10 * 86_400_000
-    ours = [(headers.INSTALLATION, b"db-a")]
+    # A value ends with the database's id (ProcessedEvent's last field): what the reader compares.
+    ours = b"x" + installation_tail("db-a")
     for n in range(50):
-        producer.produce(
-            topic, key=f"agent/old-{n}".encode(), value=b"x", timestamp=ten_days_ago + n, headers=ours
-        )
+        producer.produce(topic, key=f"agent/old-{n}".encode(), value=ours, timestamp=ten_days_ago + n)
     for n in range(50):
-        producer.produce(topic, key=f"agent/new-{n}".encode(), value=b"x", timestamp=now_ms + n, headers=ours)
+        producer.produce(topic, key=f"agent/new-{n}".encode(), value=ours, timestamp=now_ms + n)
         # the same agent and event in another database sharing the cluster, and a record naming none
-        producer.produce(
-            topic, key=f"agent/theirs-{n}".encode(), value=b"x", headers=[(headers.INSTALLATION, b"db-b")]
-        )
+        producer.produce(topic, key=f"agent/theirs-{n}".encode(), value=b"x" + installation_tail("db-b"))
         producer.produce(topic, key=f"agent/unnamed-{n}".encode(), value=b"x")
     assert producer.flush(15) == 0
 

@@ -18,8 +18,8 @@ from agents.db import as_engine
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.prune import prune_all, prune_processed_events
 from agents.prune_policy import Retentions
-from streams import headers
 from streams.kafka import make_consumer, make_producer
+from streams.ledger_records import installation_tail
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -233,7 +233,7 @@ def test_pruned_processed_events_get_tombstones_and_the_ledger_forgets_them(
             ).fetchall()
         ]
     for key in keys:
-        producer.produce(topic, key=key.encode(), value=b"record", headers=[(headers.INSTALLATION, b"db")])
+        producer.produce(topic, key=key.encode(), value=b"record" + installation_tail("db"))
     assert producer.flush(15) == 0
     table = ProcessedTable()
     reader = LedgerReader(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.codec import Codec
-from streams.ledger_records import SCHEMA, Processed, encode_processed
+from streams.ledger_records import SCHEMA, Processed, encode_processed, installation_tail
 
 ROWS = [
     Processed("e-1", "5f0c2b1e-0000-4000-8000-000000000001", "succeeded", "orders", 0, 0),
@@ -52,3 +52,18 @@ def test_a_batch_is_encoded_as_the_codec_encodes_each_record(registry: str | Non
         "dead_lettered",
         2**63 - 1,
     )
+
+
+@pytest.mark.parametrize("registry", [None, "mock://ledger-records-tail"])
+def test_every_value_ends_with_its_databases_tail_and_no_other(registry: str | None) -> None:
+    """The ledger reader trusts a record by these bytes alone: a schema that moved the field from
+    the end would make the reader trust nothing (safe, but slow), and this test says so first."""
+    codec = Codec.from_registry_url(registry)
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    ours = "0f8e4b7c-1d2a-4e5f-9a8b-7c6d5e4f3a2b"
+    for value in [*encode_processed(codec, "agent-1", ours, at, ROWS), *_each_by_the_codec(codec, at, ROWS)]:
+        if ours in value.decode("latin-1"):
+            assert value.endswith(installation_tail(ours))
+    for other in ("", "inst", "0f8e4b7c-1d2a-4e5f-9a8b-7c6d5e4f3a2c", ours[1:]):
+        for value in encode_processed(codec, "agent-1", other, at, ROWS):
+            assert not value.endswith(installation_tail(ours))
