@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,15 @@ import pytest
 from schemas.codec import Codec
 from schemas.errors import DecodeError, PoisonError
 from schemas.examples import EXAMPLES
-from streams.views import ChangeEvent, MessageParts, RawEvent, RecordEvent, event_id_of, view_of
+from streams.views import (
+    ChangeEvent,
+    MessageParts,
+    RawEvent,
+    RecordEvent,
+    event_id_of,
+    parts_of_record,
+    view_of,
+)
 
 
 def parts(topic: str, value: bytes | None, key: bytes | None = None, **headers: bytes) -> MessageParts:
@@ -116,3 +125,50 @@ def test_a_tick_reaches_only_the_agent_it_names() -> None:
     assert addressed_elsewhere(tick("other"), "me")
     assert not addressed_elsewhere(tick("me"), "me")
     assert not addressed_elsewhere(tick(None), "me")
+
+
+class _Message:
+    """What parts_of_record reads of a confluent-kafka Message."""
+
+    def topic(self) -> str:
+        return "orders"
+
+    def partition(self) -> int:
+        return 2
+
+    def offset(self) -> int:
+        return 41
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> str:
+        return '{"n": 1}'  # a str is UTF-8 encoded
+
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return [("vigil-event-id", b"e-1"), ("empty", None)]
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1_700_000_000_000
+
+
+def test_views_and_parts_built_fast_equal_what_their_constructors_build() -> None:
+    """``built`` skips the dataclasses' __init__: every field must still be set, to the same value."""
+    codec = Codec()
+    made = parts_of_record(_Message(), topic_id="ID")
+    assert made == MessageParts(
+        "orders", 2, 41, b"k", b'{"n": 1}', {"vigil-event-id": b"e-1", "empty": b""}, 1_700_000_000_000, "ID"
+    )
+    change = json.dumps({"op": "c", "before": None, "after": {"id": 1}, "source": {"lsn": 5}, "ts_ms": 3})
+    views = [
+        view_of(made),
+        view_of(parts("cdc.public.orders", change.encode(), key=b'{"id": 1}')),
+        view_of(parts("drift.warning", codec.encode("DriftEvent", EXAMPLES["DriftEvent"])), codec),
+    ]
+    for view in views:
+        assert view is not None
+        names = [f.name for f in dataclasses.fields(view)]
+        assert sorted(vars(view)) == sorted(names)
+        assert type(view)(**{name: getattr(view, name) for name in names}) == view
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            view.topic = "other"  # type: ignore[misc]
