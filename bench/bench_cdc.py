@@ -7,7 +7,7 @@ of 50,000 rows (whatever the scale: it is there to warm the JVM's JIT):
 - ``bulk insert throughput``: rows/s from the first commit of a bulk insert (50,000 x scale rows,
   5,000 per transaction) until the broker appended the last row (its ``LogAppendTime``: the topic
   is created so before the connector starts; only its end offset is polled meanwhile, so no
-  consumer here takes CPU from the JVMs); the best of three such bulk inserts (all three are in
+  consumer here takes CPU from the JVMs); the best of six such bulk inserts (all six are in
   the notes).
 - ``steady 1,000 rows/s``: for 20 s x scale, 10 rows every 10 ms; per row, the time from its
   ``clock_timestamp()`` column (set inside the committing transaction) to when a consumer in this
@@ -17,7 +17,7 @@ of 50,000 rows (whatever the scale: it is there to warm the JVM's JIT):
 The peer (:mod:`bench.engine_alone`) runs the same connector settings in the Debezium embedded
 engine, without Connect or Kafka, with a consumer that only counts records; it gets the same
 warm-up and the same bulk inserts into a table of its own, measured the same way (first commit →
-last row counted, best of three). Both run at once and their bulk inserts alternate (engine,
+last row counted, best of six). Both run at once and their bulk inserts alternate (engine,
 Connect, engine, …), so that the load of this shared machine, which drifts, weighs on both alike;
 the engine is stopped before the steady phase. The Connect row's ratio is to that peer. Its
 consumer gets Kafka Connect SourceRecords, unserialized; ``VIGIL_BENCH_ENGINE_FORMAT=json`` hands
@@ -60,7 +60,10 @@ BULK = "bulk insert throughput"
 #: alone, started anew, counted 4,700, 8,200, then 18,000 rows/s over its first three 12,500-row
 #: bulk inserts after a 2,500-row warm-up.
 WARMUP_ROWS = 50_000
-ROUNDS = 3
+#: Bulk inserts per path. Both JVMs were still speeding up over the first rounds (a fresh Connect,
+#: scale 1: 9,548, 16,681, 23,704, 23,930, 25,445, 33,790 rows/s; the engine then levelled off
+#: near 40,000 from its fourth): with three, the ratio judged a Connect still warming up.
+ROUNDS = 6
 #: What the engine's consumer is handed, per ``VIGIL_BENCH_ENGINE_FORMAT``.
 ENGINE_RECORDS = {"connect": "SourceRecords, unserialized", "json": "JSON strings from JsonConverter"}
 VIGIL = Path(sys.executable).parent / "vigil"
