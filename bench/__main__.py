@@ -50,20 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no such benchmark: {', '.join(unknown)} (there are: {', '.join(discover())})")
     ctx = BenchContext(scale=args.scale)
-    try:
-        return _run(names, ctx, console)
-    finally:
-        ctx.close()
-
-
-def _run(names: list[str], ctx: BenchContext, console: Console) -> int:
     started = time.time()
     at_start = machine()
     everything: list[Measurement] = []
     failed: dict[str, str] = {}
     for name in names:
         begun = time.monotonic()
-        console.print(f"[bold]bench {name}[/] (scale {ctx.scale:g}) …")
+        console.print(f"[bold]bench {name}[/] (scale {args.scale:g}) …")
         try:
             module = importlib.import_module(f"bench.bench_{name}")
             rows: list[Measurement] = module.run(ctx)
@@ -73,7 +66,7 @@ def _run(names: list[str], ctx: BenchContext, console: Console) -> int:
             failed[name] = f"{type(exc).__name__}: {exc}"[:4000]
             continue
         results = evaluate(rows, [t for t in TARGETS if t.bench == name])
-        data = payload(rows, results, when=time.time(), machine=machine(), scale=ctx.scale)
+        data = payload(rows, results, when=time.time(), machine=machine(), scale=args.scale)
         path = write_json(name, data)
         console.print(f"  {time.monotonic() - begun:.0f}s; wrote {path}")
         everything.extend(rows)
@@ -83,7 +76,7 @@ def _run(names: list[str], ctx: BenchContext, console: Console) -> int:
         results,
         when=started,
         machine={**at_start, "load_avg_at_end": machine()["load_avg"]},
-        scale=ctx.scale,
+        scale=args.scale,
         benchmarks=names,
         seconds=round(time.time() - started),
         failed=failed,

@@ -44,16 +44,10 @@ class Measurement:
 
 @dataclass
 class BenchContext:
-    """What a benchmark may use: the stack's settings (started lazily) and a scale factor.
-
-    Connectors already running in Kafka Connect (the demo's, after ``make demo``) are paused once
-    the stack is up, and resumed by :meth:`close`: idle, two Debezium tasks polling every 10 ms
-    took ≈20% of a core, a noise under every measurement of a 2-core machine.
-    """
+    """What a benchmark may use: the stack's settings (started lazily) and a scale factor."""
 
     scale: float = 1.0
     _settings: Settings | None = field(default=None, repr=False)
-    paused: list[str] = field(default_factory=list)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -61,44 +55,7 @@ class BenchContext:
             from streams.settings import load_settings
 
             self._settings = stack.up(load_settings(), connect=True)
-            self.paused = pause_connectors(self._settings)
         return self._settings
-
-    def close(self) -> None:
-        if self._settings is not None and self.paused:
-            resume_connectors(self._settings, self.paused)
-            self.paused = []
-
-
-def pause_connectors(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Pause every running connector; return their names once Connect reports them paused."""
-    from connectors.connect_client import ConnectClient
-
-    if settings.connect_url is None:
-        return []
-    with ConnectClient(settings.connect_url) as client:
-        running = [name for name in client.connectors() if client.status(name).state == "RUNNING"]
-        for name in running:
-            client.pause(name)
-        deadline = time.monotonic() + timeout
-        while any(client.status(name).state != "PAUSED" for name in running):
-            if time.monotonic() > deadline:
-                break  # measured anyway; the run's notes name them
-            time.sleep(0.2)
-    if running:
-        print(f"  paused connectors {', '.join(running)} for the run (resumed at its end)", flush=True)
-    return running
-
-
-def resume_connectors(settings: Settings, names: Sequence[str]) -> None:
-    from connectors.connect_client import ConnectClient
-
-    if settings.connect_url is None:
-        return
-    with ConnectClient(settings.connect_url) as client:
-        for name in names:
-            client.resume(name)
-    print(f"  resumed connectors {', '.join(names)}", flush=True)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -120,14 +120,6 @@ class ConnectClient:
         """POST /connectors/{name}/restart?includeTasks=true: the connector and all its tasks."""
         self._request("POST", f"/connectors/{_seg(name)}/restart?includeTasks=true&onlyFailed=false")
 
-    def pause(self, name: str) -> None:
-        """PUT /connectors/{name}/pause: its tasks stop polling until :meth:`resume` (asynchronous)."""
-        self._request("PUT", f"/connectors/{_seg(name)}/pause")
-
-    def resume(self, name: str) -> None:
-        """PUT /connectors/{name}/resume."""
-        self._request("PUT", f"/connectors/{_seg(name)}/resume")
-
     def delete(self, name: str) -> bool:
         """DELETE /connectors/{name}; False if there was no such connector."""
         try:
