@@ -195,16 +195,43 @@ def slot_names(files: list[Path]) -> list[str]:
     return names
 
 
+def lost_slots_problem(wal_status: dict[str, str | None], keep: str) -> str | None:
+    """What to tell the user when Postgres invalidated a connector's replication slot, or None.
+
+    ``wal_status`` maps slot names to ``pg_replication_slots.wal_status``. A ``lost`` slot fell
+    more than ``max_slot_wal_keep_size`` (``keep``) of WAL behind, its connector stopped or paused
+    meanwhile; the changes since are gone, and Debezium only retries it (for 30 minutes, calling it
+    a slot "blocked by a concurrent transaction")."""
+    lost = sorted(name for name, status in wal_status.items() if status == "lost")
+    if not lost:
+        return None
+    drops = "; ".join(f"SELECT pg_drop_replication_slot('{name}')" for name in lost)
+    return (
+        f"replication slot{'s' if len(lost) > 1 else ''} {', '.join(lost)} "
+        f"{'were' if len(lost) > 1 else 'was'} invalidated by Postgres (wal_status lost): "
+        f"{'they' if len(lost) > 1 else 'it'} fell more than max_slot_wal_keep_size ({keep}) of WAL "
+        "behind while the connector was stopped or paused, and the changes since then are gone. "
+        f"To stream from now on, drop {'them' if len(lost) > 1 else 'it'} ({drops}) and start again; "
+        "to read the tables again as well, set the connector's snapshot.mode to when_needed first"
+    )
+
+
 def wait_for_slots(
     database_url: str, names: list[str], stop: threading.Event, timeout: float = 180.0
 ) -> bool:
-    """Wait until the connectors created their replication slots: from then on no change is missed."""
+    """Wait until the connectors created their replication slots: from then on no change is missed.
+
+    Stops with :func:`lost_slots_problem`'s explanation when one of them was invalidated."""
     deadline = time.monotonic() + timeout
     while not stop.is_set() and time.monotonic() < deadline:
         with psycopg.connect(database_url) as conn:
             rows = conn.execute(
-                "SELECT slot_name FROM pg_replication_slots WHERE slot_name = ANY(%s)", (names,)
+                "SELECT slot_name, wal_status FROM pg_replication_slots WHERE slot_name = ANY(%s)", (names,)
             ).fetchall()
+            keep_row = conn.execute("SHOW max_slot_wal_keep_size").fetchone()
+        problem = lost_slots_problem({str(r[0]): r[1] for r in rows}, str(keep_row[0]) if keep_row else "?")
+        if problem is not None:
+            raise SystemExit(problem)
         if len(rows) == len(set(names)):
             return True
         stop.wait(0.5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.pipeline import build_supervisor, demo_worker_env
+from ops.pipeline import build_supervisor, demo_worker_env, lost_slots_problem
 from streams.demo_script import POLICY_TOML
 from streams.settings import load_settings
 
@@ -110,3 +110,17 @@ def test_the_demo_worker_runs_the_demo_policy_and_its_sink_takes_every_side_effe
 def test_a_users_watch_interval_is_kept_in_the_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_WATCH_INTERVAL_S", "5")
     assert "VIGIL_WATCH_INTERVAL_S" not in demo_worker_env(load_settings(home=tmp_path))
+
+
+def test_a_lost_slot_is_named_with_the_fix_and_healthy_ones_pass() -> None:
+    assert (
+        lost_slots_problem({"vigil_demo": "reserved", "vigil_outbox": "extended", "new": None}, "1GB") is None
+    )
+    problem = lost_slots_problem({"vigil_demo": "lost", "vigil_outbox": "reserved"}, "1GB")
+    assert problem is not None
+    assert "vigil_demo was invalidated" in problem and "vigil_outbox" not in problem
+    assert "max_slot_wal_keep_size (1GB)" in problem
+    assert "SELECT pg_drop_replication_slot('vigil_demo')" in problem
+    assert "snapshot.mode to when_needed" in problem
+    both = lost_slots_problem({"b": "lost", "a": "lost"}, "1GB")
+    assert both is not None and both.startswith("replication slots a, b were invalidated")
