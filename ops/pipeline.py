@@ -206,13 +206,17 @@ def lost_slots_problem(wal_status: dict[str, str | None], keep: str) -> str | No
     if not lost:
         return None
     drops = "; ".join(f"SELECT pg_drop_replication_slot('{name}')" for name in lost)
+    them = "them" if len(lost) > 1 else "it"
     return (
         f"replication slot{'s' if len(lost) > 1 else ''} {', '.join(lost)} "
         f"{'were' if len(lost) > 1 else 'was'} invalidated by Postgres (wal_status lost): "
         f"{'they' if len(lost) > 1 else 'it'} fell more than max_slot_wal_keep_size ({keep}) of WAL "
         "behind while the connector was stopped or paused, and the changes since then are gone. "
-        f"To stream from now on, drop {'them' if len(lost) > 1 else 'it'} ({drops}) and start again; "
-        "to read the tables again as well, set the connector's snapshot.mode to when_needed first"
+        f"To go on: drop {them} ({drops}), then reset the connector's offsets in Kafka Connect "
+        "(PUT /connectors/<name>/stop, DELETE /connectors/<name>/offsets, PUT /connectors/<name>/resume; "
+        "Debezium refuses to start from an offset Postgres no longer has) and start again: it takes a new "
+        "snapshot as its snapshot.mode says (`initial`: the tables are read again; the outbox "
+        "connector's `no_data`: it streams from now on)"
     )
 
 

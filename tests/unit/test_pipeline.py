@@ -121,6 +121,6 @@ def test_a_lost_slot_is_named_with_the_fix_and_healthy_ones_pass() -> None:
     assert "vigil_demo was invalidated" in problem and "vigil_outbox" not in problem
     assert "max_slot_wal_keep_size (1GB)" in problem
     assert "SELECT pg_drop_replication_slot('vigil_demo')" in problem
-    assert "snapshot.mode to when_needed" in problem
+    assert "DELETE /connectors/<name>/offsets" in problem
     both = lost_slots_problem({"b": "lost", "a": "lost"}, "1GB")
     assert both is not None and both.startswith("replication slots a, b were invalidated")
