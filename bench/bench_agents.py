@@ -23,8 +23,9 @@ own OS process(es), with its own consumer group and its own freshly migrated dat
 Measurement, the same for all: this process polls ``count(*)`` of the variant's processed rows every
 0.2 s; t0 is the first poll that sees 10% of the N rows (the rest of start-up is done by then),
 t1 the first that sees all N; events/s is (N - count at t0) / (t1 - t0), so process start, group
-join and warm-up are left out (start-up is reported as ``startup s``: spawn → first committed row). ``CPU per event`` is the CPU seconds (user + system,
-``/proc``) its processes spent between t0 and t1, divided by the events counted: the work of the
+join and warm-up are left out (start-up is reported as ``startup s``: spawn → first committed
+row). ``CPU per event`` is the CPU seconds (user + system, ``/proc``) its processes spent between
+t0 and t1, divided by the events counted: the work of the
 process itself, not of Postgres or the broker, and less sensitive than events/s to a loaded machine.
 With ``VIGIL_BENCH_PROFILE=1`` (and ``pip install py-spy``) the relay-off 1-process worker (or, with
 ``VIGIL_BENCH_PROFILE=<slug>``, that variant's first process, e.g. ``v1f``) is sampled

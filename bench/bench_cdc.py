@@ -39,7 +39,6 @@ from pathlib import Path
 
 import psycopg
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, TopicPartition
-from confluent_kafka.admin import NewTopic
 from psycopg import sql
 
 from bench import procs
@@ -49,8 +48,10 @@ from connectors.config import ConnectorSpec, derive_connector, load_connector_fi
 from connectors.connect_client import ConnectClient
 from connectors.database import drop_replication_slot, ensure_heartbeat_table
 from ops.connectors_cli import for_connect
-from streams.kafka import make_admin, make_consumer
+from streams.catalog import TopicSpec
+from streams.kafka import make_consumer
 from streams.settings import Settings
+from streams.topics import ensure_topics
 
 BENCH = "cdc"
 VARIANT = "kafka connect + debezium → kafka"
@@ -153,19 +154,8 @@ class _Appended:
 
 def _create_topic(settings: Settings, topic: str) -> None:
     """The Connect path's topic, made before the connector: one partition, stamped by the broker."""
-    admin = make_admin(settings)
-    futures = admin.create_topics(
-        [
-            NewTopic(
-                topic,
-                num_partitions=1,
-                replication_factor=1,
-                config={"message.timestamp.type": "LogAppendTime"},
-            )
-        ]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
+    config = {"message.timestamp.type": "LogAppendTime"}
+    ensure_topics(settings, [TopicSpec(topic, "bench cdc: rows as Connect wrote them", 1, config)])
 
 
 def _insert(url: str, table: str, first: int, count: int, per_tx: int = 5000) -> None:
@@ -203,7 +193,6 @@ class _Path:
 
     table: str
     wait_for: Callable[[int], float]
-    #: For the Connect path: the latest Kafka timestamp of the rows ``first … first + count - 1``.
     rates: list[float] = field(default_factory=list)
 
     def bulk(self, url: str, first: int, count: int) -> None:

@@ -111,16 +111,14 @@ def built(cls: type[_Built], fields: dict[str, Any]) -> _Built:
 def parts_of_record(msg: Any, topic_id: str | None = None) -> MessageParts:
     """The parts of a consumed confluent-kafka ``Message``."""
     kind, stamp = msg.timestamp()
-    key = msg.key()
-    value = msg.value()
     return built(
         MessageParts,
         {
             "topic": msg.topic() or "",
             "partition": msg.partition() or 0,
             "offset": msg.offset() or 0,
-            "key": key if key is None or type(key) is bytes else maybe_bytes(key),
-            "value": value if value is None or type(value) is bytes else maybe_bytes(value),
+            "key": maybe_bytes(msg.key()),
+            "value": maybe_bytes(msg.value()),
             # confluent-kafka hands header values as bytes (or None): no per-value conversion needed.
             "headers": headers_to_dict(msg.headers()),
             "timestamp_ms": stamp if kind != 0 else None,
