@@ -82,8 +82,8 @@ class LedgerReader(threading.Thread):
 
     def run(self) -> None:
         # This worker's own records come back here after its run_batch added their keys: they are
-        # recognised by their key (ProcessedTable.is_echo) and skipped before their headers are read
-        # and their keys hashed again.
+        # recognised by their key's bytes (ProcessedTable.is_echo) and skipped before their keys are
+        # hashed again. Keys stay bytes: the table digests a ledger key's UTF-8 bytes.
         self.table.expect_echoes = True
         is_echo = self.table.is_echo
         try:
@@ -96,8 +96,8 @@ class LedgerReader(threading.Thread):
                 self.settled.set()
             while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
-                keys: list[str] = []
-                pruned: list[str] = []
+                keys: list[bytes] = []
+                pruned: list[bytes] = []
                 for msg in batch:
                     error = msg.error()
                     if error is not None:
@@ -113,15 +113,14 @@ class LedgerReader(threading.Thread):
                     if value is None:
                         # A tombstone: the row was pruned, the event may run again. Whichever
                         # database pruned it, forgetting a key only costs a Postgres check.
-                        pruned.append(key.decode("utf-8", errors="replace"))
+                        pruned.append(key)
                         continue
-                    text = key.decode("utf-8", errors="replace")
-                    if is_echo(text):
+                    if is_echo(key):
                         continue
                     if not value.endswith(self.tail):
                         self.ignored += 1
                         continue
-                    keys.append(text)
+                    keys.append(key)
                 # Adds before discards: a key recorded and pruned in one batch ends up gone; one
                 # pruned and recorded again is dropped too, which only costs a Postgres check.
                 if keys:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from confluent_kafka import KafkaException, Producer
@@ -22,7 +22,7 @@ from schemas.errors import OutputError, RetryableError
 from streams import headers
 from streams.catalog import DLQ, PROCESSED_EVENTS
 from streams.deadletter import dead_letter
-from streams.ledger_records import Processed, encode_processed
+from streams.ledger_records import Processed, encode_processed, ledger_key
 from streams.produce import Outgoing, produce_and_flush
 from streams.views import EVENT_ID_HEADER, TRACE_ID_HEADER, MessageParts
 
@@ -154,8 +154,11 @@ class KafkaOutputs:
         if refused:
             raise OutputError(f"the dead-letter topic refused a letter: {refused[0]}")
 
-    def publish_processed(self, agent: str, items: Sequence[Item], result: BatchResult) -> None:
-        """Queue one ``vigil.processed-events`` record per event this batch recorded as processed."""
+    def publish_processed(
+        self, agent: str, items: Sequence[Item], result: BatchResult, keys: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Queue one ``vigil.processed-events`` record per event this batch recorded as processed
+        (``keys``: their ledger keys by event id, if made already)."""
         statuses: dict[str, str] = {}
         statuses.update((e, "succeeded") for e in result.succeeded)
         statuses.update((e, "review") for e in result.rejected)
@@ -179,7 +182,7 @@ class KafkaOutputs:
         for item, value in zip(done, values, strict=True):
             produce(
                 PROCESSED_EVENTS,
-                key=f"{agent}/{item.event_id}".encode(),
+                key=keys[item.event_id] if keys is not None else ledger_key(agent, item.event_id),
                 value=value,
                 headers=[
                     (EVENT_ID_HEADER, item.event_id.encode()),

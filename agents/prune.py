@@ -20,6 +20,7 @@ from sqlalchemy import Engine, Row, text
 from agents.prune_policy import DEFAULT_RETENTION, Retentions, prune_cutoff
 from schemas.errors import RetryableError
 from streams.catalog import PROCESSED_EVENTS
+from streams.ledger_records import ledger_key
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def tombstone_producer(
                 errors.append(str(err))
 
         for row in rows:
-            key = f"{row.agent}/{row.event_id}".encode()
+            key = ledger_key(row.agent, row.event_id)
             while True:
                 try:
                     producer.produce(topic, key=key, value=None, on_delivery=on_delivery)

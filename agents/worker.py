@@ -42,7 +42,9 @@ from streams.app import make_app, use_fetch_wait
 from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.lag import group_lag, lag_probe
+from streams.ledger_records import ledger_key
 from streams.logs import apply_log_levels
+from streams.processed_table import digest
 from streams.settings import Settings
 from streams.views import (
     EVENT_ID_HEADER,
@@ -250,16 +252,23 @@ async def run_batch(
 ) -> None:
     """Decode, skip known ids, run the unit of work, publish the ledger records. Does not ack."""
     items: list[Item] = []
+    #: Each item's ledger key and its digest, made once: looked up now, added and published after.
+    ledger: dict[str, tuple[bytes, bytes]] = {}
     skipped = 0
-    known = runtime.table.known
+    known = runtime.table.known_digest
+    agent = spec.name
+    key = d = b""
     for parts in messages:
         # A duplicate that names its id in a header is skipped before it is decoded: a redelivered
         # or replayed batch costs little more than reading it.
         header_id = parts.headers.get(EVENT_ID_HEADER)
-        if header_id and known(spec.name, header_id.decode("utf-8", errors="replace")):
-            runtime.count("skipped_by_ledger", 1)
-            skipped += 1
-            continue
+        if header_id:
+            key = ledger_key(agent, header_id.decode("utf-8", errors="replace"))
+            d = digest(key)
+            if known(d):
+                runtime.count("skipped_by_ledger", 1)
+                skipped += 1
+                continue
         try:
             view = view_of(parts, runtime.outputs.codec)
         except PoisonError as exc:
@@ -272,11 +281,15 @@ async def run_batch(
             runtime.count("ticks_for_others", 1)
             continue
         # An id from the header was looked up above (the view's id is that header).
-        if not header_id and known(spec.name, view.event_id):
-            runtime.count("skipped_by_ledger", 1)
-            skipped += 1
-            continue
+        if not header_id:
+            key = ledger_key(agent, view.event_id)
+            d = digest(key)
+            if known(d):
+                runtime.count("skipped_by_ledger", 1)
+                skipped += 1
+                continue
         items.append(Item(parts, view))
+        ledger[view.event_id] = (key, d)
     if not items:
         runtime.metrics.observe_batch(
             spec.name, consumed=len(messages), processed=0, duplicates=skipped, dead_lettered=0,
@@ -291,9 +304,10 @@ async def run_batch(
         result = await uow.process(items)
     finally:
         runtime.inflight.pop(batch_key, None)
-    runtime.table.add(spec.name, result.processed)
+    committed = [ledger[event_id] for event_id in result.processed]
+    runtime.table.add_committed([key for key, _ in committed], [d for _, d in committed])
     runtime.progress[spec.name] = asyncio.get_running_loop().time()
-    runtime.outputs.publish_processed(spec.name, items, result)
+    runtime.outputs.publish_processed(spec.name, items, result, {e: k for e, (k, _) in ledger.items()})
     runtime.count("succeeded", len(result.succeeded))
     runtime.count("duplicates", len(result.duplicates))
     runtime.count("dead_lettered", len(result.dead_lettered))

@@ -64,6 +64,12 @@ def _string(text: str) -> bytes:
     return (_SMALL[n] if n < 64 else _varint(n)) + data
 
 
+def ledger_key(agent: str, event_id: str) -> bytes:
+    """The key of ``event_id``'s record for ``agent`` in ``vigil.processed-events`` (``<agent>/<event id>``,
+    UTF-8): the topic is compacted by it, and the worker's table of processed events holds its digest."""
+    return f"{agent}/{event_id}".encode("utf-8", "surrogatepass")
+
+
 def installation_tail(installation: str) -> bytes:
     """The last bytes of every ``ProcessedEvent`` value committed in ``installation``'s database:
     its last field, the installation id, as an Avro string. A reader tells its own database's

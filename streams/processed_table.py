@@ -26,8 +26,10 @@ match a key that was not added. (Free-threaded CPython builds would need the loc
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+
+from streams.ledger_records import ledger_key
 
 SLOT = 16  # bytes of a digest
 EMPTY = bytes(SLOT)
@@ -50,9 +52,12 @@ _CLEAR_CHUNK = bytes(64 * 1024)
 ECHOES_MAX = 200_000
 
 
-def digest(key: str) -> bytes:
-    """The 16 bytes stored for ``key`` (never :data:`EMPTY` or :data:`DELETED`)."""
-    d = blake2b(key.encode("utf-8", "surrogatepass"), digest_size=SLOT).digest()
+def digest(key: bytes | str) -> bytes:
+    """The 16 bytes stored for ``key`` (never :data:`EMPTY` or :data:`DELETED`): a ledger key
+    (:func:`streams.ledger_records.ledger_key`), as bytes or as text."""
+    if isinstance(key, str):
+        key = key.encode("utf-8", "surrogatepass")
+    d = blake2b(key, digest_size=SLOT).digest()
     return _ALIAS if d in (EMPTY, DELETED) else d
 
 
@@ -183,7 +188,7 @@ class ProcessedTable:
         #: Set by a ledger reader while it follows ``vigil.processed-events``: :meth:`add` then keeps
         #: its keys in ``_echoes`` until the reader reads their records back (:meth:`is_echo`).
         self.expect_echoes = False
-        self._echoes: set[str] = set()
+        self._echoes: set[bytes] = set()
 
     def __len__(self) -> int:
         return sum(g.live for g in self._gens)
@@ -194,18 +199,25 @@ class ProcessedTable:
 
     def add(self, agent: str, event_ids: Iterable[str]) -> None:
         """Add the keys of events this worker just committed (and publishes the records of)."""
+        keys = [ledger_key(agent, event_id) for event_id in event_ids]
+        self.add_committed(keys, [digest(key) for key in keys])
+
+    def add_committed(self, keys: Sequence[bytes], digests: Sequence[bytes]) -> None:
+        """:meth:`add` for ledger keys (:func:`~streams.ledger_records.ledger_key`) whose digests
+        were made already (the worker makes each event's once, to look it up before its batch)."""
         if not self._gens:
             return
-        keys = [f"{agent}/{event_id}" for event_id in event_ids]
         if self.expect_echoes:
             if len(self._echoes) >= ECHOES_MAX:  # the reader fell behind or stopped reading
                 self._echoes.clear()
             self._echoes.update(keys)
-        self.add_keys(keys)
+        with self._lock:
+            for d in digests:
+                self._add(d)
 
-    def is_echo(self, key: str) -> bool:
-        """Whether ``key`` came through :meth:`add` and its ledger record was not read back yet: that
-        record (this worker's own) would add nothing. Answers True once per :meth:`add`.
+    def is_echo(self, key: bytes) -> bool:
+        """Whether the ledger key ``key`` came through :meth:`add` and its record was not read back
+        yet: that record (this worker's own) would add nothing. Answers True once per :meth:`add`.
 
         Only a shortcut of the reader: a key forgotten here (``ECHOES_MAX``) is added again, which
         changes nothing, and a key skipped here was added already (if a generation swap dropped it
@@ -220,7 +232,7 @@ class ProcessedTable:
         self.expect_echoes = False
         self._echoes.clear()
 
-    def add_keys(self, keys: Iterable[str]) -> None:
+    def add_keys(self, keys: Iterable[bytes | str]) -> None:
         if not self._gens:
             return
         with self._lock:
@@ -255,7 +267,7 @@ class ProcessedTable:
         older.clear()
         self._gens = (self._gens[0], older)
 
-    def discard_keys(self, keys: Iterable[str]) -> None:
+    def discard_keys(self, keys: Iterable[bytes | str]) -> None:
         """Forget keys (their tombstones arrived: the rows were pruned, the events may run again)."""
         with self._lock:
             for key in keys:
@@ -267,7 +279,10 @@ class ProcessedTable:
                         gen.delete(offset)
 
     def known(self, agent: str, event_id: str) -> bool:
-        d = digest(f"{agent}/{event_id}")
+        return self.known_digest(digest(ledger_key(agent, event_id)))
+
+    def known_digest(self, d: bytes) -> bool:
+        """:meth:`known` for a key's :func:`digest`."""
         home = int.from_bytes(d, "little") % self._slots
         for gen in self._gens:  # noqa: SIM110 (any() over a generator is slower on this hot path)
             if gen.find(d, home) >= 0:
