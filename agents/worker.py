@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.api import AgentSpec
 from agents.db import as_engine, async_engine, installation_id
-from agents.feed import QUEUED_BATCHES, BatchFeed, FeedChannel
+from agents.feed import QUEUED_BATCHES, BatchFeed, FeedBatch, FeedChannel
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.metrics import Metrics
 from agents.outputs import KafkaOutputs
@@ -247,14 +247,24 @@ def parts_of(message: Any, topic_id: str | None = None) -> MessageParts:
     )
 
 
-async def run_batch(
-    spec: AgentSpec, uow: UnitOfWork, runtime: WorkerRuntime, messages: Sequence[MessageParts]
-) -> None:
-    """Decode, skip known ids, run the unit of work, publish the ledger records. Does not ack."""
-    items: list[Item] = []
-    #: Each item's ledger key and its digest, made once: looked up now, added and published after.
-    ledger: dict[str, tuple[bytes, bytes]] = {}
-    skipped = 0
+@dataclass
+class PreparedBatch:
+    """A batch decoded and looked up in the table of processed events, ready for its unit of work."""
+
+    consumed: int
+    items: list[Item] = field(default_factory=list)
+    #: Each item's ledger key and its digest, made once: looked up before, added and published after.
+    ledger: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    skipped: int = 0
+
+
+async def prepare_batch(
+    spec: AgentSpec, runtime: WorkerRuntime, messages: Sequence[MessageParts]
+) -> PreparedBatch:
+    """Decode the messages and drop those with nothing to do: known ids, tombstones, others' ticks;
+    dead-letter those that can never be read. Runs no handler and writes nothing else."""
+    batch = PreparedBatch(len(messages))
+    items, ledger = batch.items, batch.ledger
     known = runtime.table.known_digest
     agent = spec.name
     key = d = b""
@@ -266,18 +276,17 @@ async def run_batch(
             key = ledger_key(agent, header_id.decode("utf-8", errors="replace"))
             d = digest(key)
             if known(d):
-                runtime.count("skipped_by_ledger", 1)
-                skipped += 1
+                batch.skipped += 1
                 continue
         try:
             view = view_of(parts, runtime.outputs.codec)
         except PoisonError as exc:
-            await asyncio.to_thread(runtime.outputs.dead_letter, spec.name, parts, exc, 0)
+            await asyncio.to_thread(runtime.outputs.dead_letter, agent, parts, exc, 0)
             runtime.count("poison", 1)
             continue
         if view is None:  # a tombstone: nothing to do
             continue
-        if addressed_elsewhere(view, spec.name):
+        if addressed_elsewhere(view, agent):
             runtime.count("ticks_for_others", 1)
             continue
         # An id from the header was looked up above (the view's id is that header).
@@ -285,15 +294,25 @@ async def run_batch(
             key = ledger_key(agent, view.event_id)
             d = digest(key)
             if known(d):
-                runtime.count("skipped_by_ledger", 1)
-                skipped += 1
+                batch.skipped += 1
                 continue
         items.append(Item(parts, view))
         ledger[view.event_id] = (key, d)
+    if batch.skipped:
+        runtime.count("skipped_by_ledger", batch.skipped)
+    return batch
+
+
+async def commit_batch(
+    spec: AgentSpec, uow: UnitOfWork, runtime: WorkerRuntime, batch: PreparedBatch
+) -> None:
+    """Run the unit of work over a prepared batch, then add its events to the table of processed
+    events and publish their ledger records. Does not ack."""
+    items = batch.items
     if not items:
         runtime.metrics.observe_batch(
-            spec.name, consumed=len(messages), processed=0, duplicates=skipped, dead_lettered=0,
-            rejected=0, timestamps_ms=[], skipped_by_ledger=skipped,
+            spec.name, consumed=batch.consumed, processed=0, duplicates=batch.skipped, dead_lettered=0,
+            rejected=0, timestamps_ms=[], skipped_by_ledger=batch.skipped,
         )  # fmt: skip
         return
     batch_key = id(items)
@@ -304,24 +323,31 @@ async def run_batch(
         result = await uow.process(items)
     finally:
         runtime.inflight.pop(batch_key, None)
-    committed = [ledger[event_id] for event_id in result.processed]
+    committed = [batch.ledger[event_id] for event_id in result.processed]
     runtime.table.add_committed([key for key, _ in committed], [d for _, d in committed])
     runtime.progress[spec.name] = asyncio.get_running_loop().time()
-    runtime.outputs.publish_processed(spec.name, items, result, {e: k for e, (k, _) in ledger.items()})
+    runtime.outputs.publish_processed(spec.name, items, result, {e: k for e, (k, _) in batch.ledger.items()})
     runtime.count("succeeded", len(result.succeeded))
     runtime.count("duplicates", len(result.duplicates))
     runtime.count("dead_lettered", len(result.dead_lettered))
     runtime.count("rejected", len(result.rejected))
     runtime.metrics.observe_batch(
         spec.name,
-        consumed=len(messages),
+        consumed=batch.consumed,
         processed=len(result.succeeded),
-        duplicates=skipped + len(result.duplicates),
+        duplicates=batch.skipped + len(result.duplicates),
         dead_lettered=len(result.dead_lettered),
         rejected=len(result.rejected),
         timestamps_ms=stamps,
-        skipped_by_ledger=skipped,
+        skipped_by_ledger=batch.skipped,
     )
+
+
+async def run_batch(
+    spec: AgentSpec, uow: UnitOfWork, runtime: WorkerRuntime, messages: Sequence[MessageParts]
+) -> None:
+    """Prepare a batch, then commit it (:func:`prepare_batch`, :func:`commit_batch`). Does not ack."""
+    await commit_batch(spec, uow, runtime, await prepare_batch(spec, runtime, messages))
 
 
 async def _run_or_crash(app: faust.App, spec: AgentSpec, work: Awaitable[None]) -> None:
@@ -364,13 +390,29 @@ def _feed_body(
         await runtime.ledger_read()
         feed.start(asyncio.get_running_loop())
 
+        async def commit(batch: FeedBatch, prepared: PreparedBatch) -> None:
+            await commit_batch(spec, uow, runtime, prepared)
+            feed.done(batch)
+
         async def consume() -> None:
-            async for batch in stream:
-                feed.take(batch)
-                ids = await runtime.topic_ids_of({m.topic() for m in batch.messages})
-                parts = [parts_of_record(m, ids[m.topic()]) for m in batch.messages]
-                await run_batch(spec, uow, runtime, parts)
-                feed.done(batch)
+            # Two batches overlap: the next one is decoded and looked up while the one before waits
+            # for Postgres. Its unit of work starts only once the one before committed, so handlers
+            # still run one batch after the other, and see what the batch before wrote.
+            running: asyncio.Task[None] | None = None
+            try:
+                async for batch in stream:
+                    feed.take(batch)
+                    ids = await runtime.topic_ids_of({m.topic() for m in batch.messages})
+                    parts = [parts_of_record(m, ids[m.topic()]) for m in batch.messages]
+                    prepared = await prepare_batch(spec, runtime, parts)
+                    if running is not None:
+                        await running
+                    running = asyncio.create_task(commit(batch, prepared))
+                if running is not None:
+                    await running
+            finally:
+                if running is not None and not running.done():
+                    running.cancel()
 
         await _run_or_crash(app, spec, consume())
 
