@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.copy_text import copy_text, random_uuids, timestamp_text
 
@@ -68,9 +70,16 @@ def test_timestamp_text_matches_datetime() -> None:
         at = datetime.fromtimestamp(ns // 1000 / 1e6, UTC).replace(microsecond=ns // 1000 % 1_000_000)
         expected = at.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
         assert timestamp_text(ns) == expected
-    # minutes formatted before are not reused for another minute
+    # a second formatted before is not reused for another second
     assert timestamp_text(60_000_000_000) == "1970-01-01 00:01:00.000000+00"
+    assert timestamp_text(59_999_999_999) == "1970-01-01 00:00:59.999999+00"
     assert timestamp_text(59_000_000_000) == "1970-01-01 00:00:59.000000+00"
+
+
+@given(st.integers(min_value=0, max_value=4_000_000_000_000_000_000))
+def test_timestamp_text_is_datetimes_text_for_any_time(ns: int) -> None:
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    assert timestamp_text(ns) == at.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
 
 
 def test_random_uuids_are_version_4() -> None:
