@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.codec import Codec
+from streams import ledger_records
 from streams.ledger_records import SCHEMA, Processed, encode_processed, installation_tail
 
 ROWS = [
@@ -67,3 +70,14 @@ def test_every_value_ends_with_its_databases_tail_and_no_other(registry: str | N
     for other in ("", "inst", "0f8e4b7c-1d2a-4e5f-9a8b-7c6d5e4f3a2c", ours[1:]):
         for value in encode_processed(codec, "agent-1", other, at, ROWS):
             assert not value.endswith(installation_tail(ours))
+
+
+@given(
+    st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(0, 2**28),
+        st.sampled_from([63, 64, 2**13, 2**20, 2**26, 2**27]),
+    )
+)
+def test_long_is_the_zigzag_varint_of_any_long(n: int) -> None:
+    assert ledger_records._long(n) == ledger_records._varint(n)
