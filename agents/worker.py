@@ -79,7 +79,8 @@ class WorkerRuntime:
     #: Per agent, the loop time of its last committed batch (the absence check of a stuck agent).
     progress: dict[str, float] = field(default_factory=dict)
     #: With batch delivery, the feed of each agent that has one (:mod:`agents.feed`), by name.
-    feeds: dict[str, BatchFeed] = field(default_factory=dict)
+    #: Each agent's feeds (batch delivery): ``agent_consumers`` of them, all in the agent's group.
+    feeds: dict[str, list[BatchFeed]] = field(default_factory=dict)
     #: Per agent, its consumer lag per topic as last measured (status, metrics).
     lag: dict[str, dict[str, int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -215,9 +216,10 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         self._stop.set()
-        for feed in self.feeds.values():
+        feeds = [feed for agent_feeds in self.feeds.values() for feed in agent_feeds]
+        for feed in feeds:
             feed.stop()
-        for feed in self.feeds.values():
+        for feed in feeds:
             await asyncio.to_thread(feed.join, 10)
         if self.ledger is not None:
             self.ledger.stop()
@@ -420,6 +422,11 @@ def _feed_body(
     return process
 
 
+def feed_agent_name(agent: str, n: int) -> str:
+    """The Faust agent of an agent's ``n``-th feed (from 0): the agent's own name for the first."""
+    return agent if n == 0 else f"{agent}#{n + 1}"
+
+
 def _body_name(spec: AgentSpec) -> str:
     return f"vigil_agent_{spec.name.replace('.', '_').replace('-', '_')}"
 
@@ -518,8 +525,8 @@ async def watch_periodically(
 def agent_group(runtime: WorkerRuntime, agent: str) -> str:
     """The consumer group whose offsets say how far ``agent`` got: its feed's with batch delivery,
     else the app's (Faust's delivery)."""
-    feed = runtime.feeds.get(agent)
-    return feed.group if feed is not None else runtime.settings.app_id
+    feeds = runtime.feeds.get(agent)
+    return feeds[0].group if feeds else runtime.settings.app_id
 
 
 async def _measure_lag(runtime: WorkerRuntime, monitor: Monitor, probes: dict[str, Any]) -> None:
@@ -594,10 +601,13 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
     for spec in specs:
         # An agent asking for several actors keeps Faust's delivery (a feed is one consumer, in order).
         if settings.delivery == "batch" and spec.concurrency == 1:
-            feed_channel = FeedChannel(app, maxsize=QUEUED_BATCHES)
-            feed = BatchFeed(settings, spec, feed_channel, crash=app.crash)
-            runtime.feeds[spec.name] = feed
-            app.agent(feed_channel, name=spec.name)(_feed_body(app, spec, runtime, feed))
+            for n in range(settings.agent_consumers):
+                feed_channel = FeedChannel(app, maxsize=QUEUED_BATCHES)
+                feed = BatchFeed(settings, spec, feed_channel, crash=app.crash)
+                runtime.feeds.setdefault(spec.name, []).append(feed)
+                app.agent(feed_channel, name=feed_agent_name(spec.name, n))(
+                    _feed_body(app, spec, runtime, feed)
+                )
             continue
         channel = app.topic(*spec.topics, key_serializer="raw", value_serializer="raw")
         app.agent(channel, name=spec.name, concurrency=spec.concurrency)(_agent_body(app, spec, runtime))

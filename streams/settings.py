@@ -124,6 +124,16 @@ class Settings(BaseSettings):
             "agent's own consumer, group `<app id>.<agent>`, hands its Faust agent a batch at a time)."
         ),
     )
+    agent_consumers: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description=(
+            "Consumers each agent reads its topics with (batch delivery), in its one group: each "
+            "takes some of the partitions and runs its own batches, so that one batch's handlers run "
+            "while another's waits for Postgres. A partition's events stay in order."
+        ),
+    )
     batch_window_ms: float = Field(
         10.0,
         gt=0,

@@ -44,7 +44,7 @@ def test_next_offsets_never_commit_past_a_record_not_in_the_batch(
 
 def test_an_agent_with_a_feed_has_a_group_of_its_own_the_others_share_the_apps() -> None:
     assert feed_group("vigil", "order-watch") == "vigil.order-watch"
-    runtime = SimpleNamespace(settings=Settings(app_id="app"), feeds={"a": _feed(consumer=object())})
+    runtime = SimpleNamespace(settings=Settings(app_id="app"), feeds={"a": [_feed(consumer=object())]})
     assert agent_group(runtime, "a") == "app.a"  # type: ignore[arg-type]
     assert agent_group(runtime, "b") == "app"  # type: ignore[arg-type]
 
@@ -111,3 +111,19 @@ def test_the_worker_feeds_agents_of_one_actor_and_leaves_the_others_to_faust() -
     app = build_app(settings, [one, many], runtime)  # type: ignore[arg-type]
     assert set(runtime.feeds) == {"one"} and not isinstance(app.agents["many"].channel, FeedChannel)
     assert app_module._FETCH_MAX_WAIT_MS["feeds-unit"] == settings.fetch_max_wait_ms
+
+
+def test_each_agent_gets_its_consumers_in_its_one_group_each_with_a_faust_agent_of_its_own() -> None:
+    from agents.worker import agent_group, build_app, feed_agent_name
+
+    settings = Settings(kafka_bootstrap="x:1", app_id="feeds-many", delivery="batch", agent_consumers=3)
+    one = AgentSpec(name="one", topics=("t1",), handler=_handler)
+    runtime = SimpleNamespace(settings=settings, feeds={})
+    app = build_app(settings, [one], runtime)  # type: ignore[arg-type]
+    feeds = runtime.feeds["one"]
+    assert len(feeds) == 3 and {feed.group for feed in feeds} == {"feeds-many.one"}
+    assert agent_group(runtime, "one") == "feeds-many.one"  # type: ignore[arg-type]
+    names = [feed_agent_name("one", n) for n in range(3)]
+    assert names == ["one", "one#2", "one#3"]
+    assert [app.agents[name].channel for name in names] == [feed.channel for feed in feeds]
+    assert Settings(kafka_bootstrap="x:1").agent_consumers == 2
