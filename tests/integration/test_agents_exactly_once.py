@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,19 +34,6 @@ from tests.integration.workers import (
 )
 
 pytestmark = pytest.mark.integration
-
-#: Each test marked with the ``delivery`` fixture runs once per way events reach agents.
-DELIVERIES = ("faust", "batch")
-
-
-#: kill -9s per delivery in the crash test: twenty with the default (batch) delivery; eight with
-#: Faust's, kept for agents with concurrency > 1 (each kill costs a worker start, ≈14 s).
-KILLS = {"batch": 20, "faust": 8}
-
-
-@pytest.fixture(params=DELIVERIES)
-def delivery(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.mark.timeout(600)
@@ -152,69 +137,6 @@ def test_failing_handler_dead_letters_its_events_and_the_stream_goes_on(
     dead = read_dlq(stack, unique, len(failing))
     assert {d["vigil-event-id"] for d in dead} == failing
     assert all("handler fails" in d["vigil-error"] and d["vigil-source-topic"] == topic for d in dead)
-
-
-@pytest.mark.timeout(900)
-def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
-    stack: Settings,
-    fresh_database: str,
-    make_topic: Callable[..., str],
-    unique: str,
-    tmp_path: Path,
-    receiver: Receiver,
-    delivery: str,
-) -> None:
-    topic = make_topic("crashy", partitions=3)
-    total = 20_000
-    produce_events(stack, topic, [(f"evt-{n}", {"n": n, "touch_db": n % 2 == 0}) for n in range(total)])
-    log = tmp_path / "worker.log"
-    rng = random.Random(20261121)
-    count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
-    progress = []
-    # Slow each event a little so that every kill lands while work is in flight.
-    aggregate = f"effects-{unique}"
-    slow = {"VIGIL_TEST_SLOW_MS": "1", "VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_DELIVERY": delivery}
-    # The sink runs throughout: outbox rows relayed twice by a killed worker must be delivered once.
-    sink = start_sink(
-        stack, fresh_database, receiver.url, outbox_topic(aggregate), f"{unique}-sink", tmp_path
-    )
-    for _ in range(KILLS[delivery]):
-        before = count()
-        worker = start_worker(
-            stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log, extra_env=slow
-        )
-        # Kill at a random moment once this worker is processing (not while it still starts up).
-        wait_until(lambda: count() > before, 120, "progress", worker, log)  # noqa: B023
-        time.sleep(rng.uniform(0.0, 1.5))
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        progress.append(count())
-    assert progress[-1] < total, "the kills should land before the work is done"
-    worker = start_worker(
-        stack,
-        fresh_database,
-        topic=topic,
-        app_id=unique,
-        agent_name=unique,
-        log_path=log,
-        extra_env={"VIGIL_TEST_AGGREGATE": aggregate, "VIGIL_DELIVERY": delivery},
-    )
-    delivered = lambda: scalar(  # noqa: E731
-        fresh_database, "SELECT count(*) FROM vigil.deliveries WHERE status = 'delivered'"
-    )
-    try:
-        wait_for_count(count, total, f"{total} processed events", worker, log, timeout=360)
-        wait_until(lambda: delivered() >= total, 180, f"{total} deliveries", sink, tmp_path / "sink.log")
-        wait_group_caught_up(stack, agent_group(unique, unique, delivery), topic)
-        wait_group_caught_up(stack, f"{unique}-sink", outbox_topic(aggregate))
-    finally:
-        stop(worker)
-        stop(sink)
-    assert_exactly_once(fresh_database, unique, total)
-    keys = receiver.keys()
-    assert set(keys) == {str(row) for row in rows(fresh_database, "SELECT id FROM vigil.outbox")}
-    assert len(keys) == total and max(keys.values()) == 1, "each outbox event reached the HTTP server once"
-    assert progress == sorted(progress) and progress[0] < progress[-1], progress
 
 
 @pytest.mark.timeout(300)
