@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from agents.api import AgentSpec
@@ -138,6 +138,10 @@ class BatchFeed:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handed = 0
+        #: Batches whose offsets the thread took from ``_commits`` (the agent finished them).
+        self._finished = 0
+        #: Counts the group's rebalances this member saw (its revocations).
+        self._rebalances = 0
         #: The number of the last batch the agent took (the agent side's check of the order).
         self.taken = 0
 
@@ -186,14 +190,18 @@ class BatchFeed:
             )
         consumer = self._consumer
         try:
-            consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign)
+            consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
             while not self._stop.is_set():
                 self._commit_done()
+                rebalances = self._rebalances
                 first = consumer.poll(IDLE_POLL_S)
                 if first is None:
                     continue
                 rest = consumer.consume(self.size - 1, timeout=self.window_s) if self.size > 1 else []
                 messages = [m for m in (first, *rest) if self._usable(m)]
+                if self._rebalances != rebalances:
+                    self._read_again(consumer, messages)
+                    continue
                 if messages and not self._hand_over(messages):
                     break
         except Exception as exc:
@@ -240,6 +248,42 @@ class BatchFeed:
             )
         consumer.assign(partitions)
 
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Before the group moves partitions, let the agent finish the batches it was handed and commit
+        their offsets: the partitions' next owners start after them, and an event that is being
+        retried alone is not run again by another member meanwhile."""
+        self._rebalances += 1
+        waiting = self._handed - self._finished
+        if waiting and not self._stop.is_set():
+            log.info(
+                "agent %s: feed: the group rebalances; finishing %d batch(es) before releasing %d partition(s)",
+                self.spec.name,
+                waiting,
+                len(partitions),
+            )
+        while self._finished < self._handed and not self._stop.is_set():
+            self._commit_done(wait=True, block_s=IDLE_POLL_S)
+        self._commit_done(wait=True)
+
+    def _read_again(self, consumer: Consumer, messages: list[Any]) -> None:
+        """Drop ``messages``, read in a call during which the group rebalanced: some may be of
+        partitions that another member owns now. Those this member still owns are read again from
+        the first dropped offset (nothing was committed past it)."""
+        firsts: dict[tuple[str, int], int] = {}
+        for m in messages:
+            here = (m.topic(), m.partition())
+            firsts[here] = min(m.offset(), firsts.get(here, m.offset()))
+        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for (topic, partition), offset in firsts.items():
+            if (topic, partition) not in owned:
+                continue
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # Assigned during the call and not fetched yet: its fetch starts at its committed
+                # offset (or the earliest), which is not past the dropped messages.
+                log.debug("agent %s: feed: %s/%d not rewound: %s", self.spec.name, topic, partition, exc)
+
     def _usable(self, msg: Any) -> bool:
         error = msg.error()
         if error is None:
@@ -271,18 +315,23 @@ class BatchFeed:
             await asyncio.sleep(0.01)
         await self.channel.put(batch)  # type: ignore[arg-type]  # a plain value: the stream yields it as is
 
-    def _commit_done(self, *, wait: bool = False) -> None:
-        """Commit the offsets of the batches the agent finished (``wait``: for the broker's answer)."""
+    def _commit_done(self, *, wait: bool = False, block_s: float = 0.0) -> None:
+        """Commit the offsets of the batches the agent finished (``wait``: for the broker's answer;
+        ``block_s``: wait that long for the agent to finish one, if none is)."""
         consumer = self._consumer
         if consumer is None:
             return
         ends: dict[tuple[str, int], int] = {}
         while True:
             try:
-                for tp in self._commits.get_nowait():
-                    ends[(tp.topic, tp.partition)] = max(tp.offset, ends.get((tp.topic, tp.partition), -1))
+                done = (
+                    self._commits.get(timeout=block_s) if block_s and not ends else self._commits.get_nowait()
+                )
             except queue.Empty:
                 break
+            self._finished += 1
+            for tp in done:
+                ends[(tp.topic, tp.partition)] = max(tp.offset, ends.get((tp.topic, tp.partition), -1))
         if not ends:
             return
         try:

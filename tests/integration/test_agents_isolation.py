@@ -67,6 +67,43 @@ def test_a_failing_event_never_reruns_its_neighbours_and_keeps_no_writes(
     assert {d["vigil-event-id"] for d in read_dlq(stack, unique, len(failing))} == failing
 
 
+@pytest.mark.timeout(300)
+def test_a_worker_joining_while_an_event_is_retried_alone_does_not_run_it_again(
+    stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic("joining", partitions=3)
+    total = 2000
+    failing = {f"evt-{n}" for n in range(total) if n % 100 == 42}
+    produce_events(
+        stack, topic, [(f"evt-{n}", {"n": n, "fail": f"evt-{n}" in failing}) for n in range(total)]
+    )
+    calls_file = tmp_path / "calls.txt"
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    # Each failing event is tried alone 3 times, 0.6 s of backoff: most of the first worker's time
+    # is spent on them, so the second one joins while one is being retried.
+    env = {"VIGIL_TEST_CALLS_FILE": str(calls_file), "VIGIL_TEST_SLOW_MS": "2"}
+    common = {"topic": topic, "app_id": unique, "agent_name": unique, "extra_env": env}
+    workers = [start_worker(stack, fresh_database, log_path=logs[0], **common)]
+    try:
+        wait_until(
+            lambda: _processed(fresh_database) >= 100, 120, "the first worker's progress", workers[0], logs[0]
+        )
+        workers.append(start_worker(stack, fresh_database, log_path=logs[1], **common))
+        wait_until(
+            lambda: _processed(fresh_database) >= total, 240, f"{total} processed events", workers[1], logs[1]
+        )
+    finally:
+        for worker in workers:
+            stop(worker)
+    # The group moved partitions while the first worker had batches in hand: it finished them first.
+    assert "finishing" in logs[0].read_text()
+    calls = handler_calls(calls_file)
+    healthy = {f"evt-{n}" for n in range(total)} - failing
+    assert {e: calls.get(e) for e in healthy} == {e: [1] for e in healthy}
+    assert {e: sorted(calls[e]) for e in failing} == {e: [1, 2, 3] for e in failing}
+    assert scalar(fresh_database, "SELECT count(*) FROM vigil.runs WHERE status = 'failed'") == len(failing)
+
+
 BAD_KINDS = {
     "payload": "not JSON-serializable",
     "aggregatetype": "valid outbox topic",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -127,3 +130,59 @@ def test_each_agent_gets_its_consumers_in_its_one_group_each_with_a_faust_agent_
     assert names == ["one", "one#2", "one#3"]
     assert [app.agents[name].channel for name in names] == [feed.channel for feed in feeds]
     assert Settings(kafka_bootstrap="x:1").agent_consumers == 1
+
+
+class _RebalancedConsumer:
+    """What `_read_again` and `_on_revoke` use of a consumer: its assignment, seek and commit."""
+
+    def __init__(
+        self, owned: list[tuple[str, int]], unfetched: frozenset[tuple[str, int]] = frozenset()
+    ) -> None:
+        self.owned = owned
+        self.unfetched = unfetched
+        self.seeks: list[tuple[str, int, int]] = []
+        self.commits: list[list[tuple[str, int, int]]] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in self.owned]
+
+    def seek(self, tp: TopicPartition) -> None:
+        if (tp.topic, tp.partition) in self.unfetched:
+            raise KafkaException(KafkaError(KafkaError._STATE))
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+
+
+def _message(topic: str, partition: int, offset: int) -> Any:
+    return SimpleNamespace(topic=lambda: topic, partition=lambda: partition, offset=lambda: offset)
+
+
+def test_messages_read_during_a_rebalance_are_read_again_from_the_first_where_still_owned() -> None:
+    consumer = _RebalancedConsumer(owned=[("t", 0), ("t", 2)], unfetched={("t", 2)})
+    feed = _feed(consumer=consumer)
+    messages = [_message("t", 0, 9), _message("t", 1, 4), _message("t", 0, 7), _message("t", 2, 3)]
+    feed._read_again(consumer, messages)  # type: ignore[arg-type]
+    # t/1 is another member's now; t/2 was just assigned and starts at its committed offset anyway.
+    assert consumer.seeks == [("t", 0, 7)]
+
+
+def test_a_revoked_feed_waits_for_the_batches_it_handed_and_commits_them() -> None:
+    consumer = _RebalancedConsumer(owned=[("t", 0)])
+    feed = _feed(consumer=consumer)
+    feed._handed = 2
+    batches = [FeedBatch(1, [_message("t", 0, 4)]), FeedBatch(2, [_message("t", 0, 5), _message("t", 1, 8)])]
+
+    def agent() -> None:
+        for batch in batches:
+            time.sleep(0.05)
+            feed.done(batch)
+
+    finisher = threading.Thread(target=agent)
+    finisher.start()
+    feed._on_revoke(consumer, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    finisher.join()
+    committed = {(t, p): o for commit in consumer.commits for t, p, o in commit}
+    assert committed == {("t", 0): 6, ("t", 1): 9}
+    assert feed._finished == 2 and feed._rebalances == 1
