@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         ),
     )
     agent_consumers: int = Field(
-        1,
+        2,
         ge=1,
         le=16,
         description=(

@@ -129,7 +129,7 @@ def test_each_agent_gets_its_consumers_in_its_one_group_each_with_a_faust_agent_
     names = [feed_agent_name("one", n) for n in range(3)]
     assert names == ["one", "one#2", "one#3"]
     assert [app.agents[name].channel for name in names] == [feed.channel for feed in feeds]
-    assert Settings(kafka_bootstrap="x:1").agent_consumers == 1
+    assert Settings(kafka_bootstrap="x:1").agent_consumers == 2
 
 
 class _RebalancedConsumer:
