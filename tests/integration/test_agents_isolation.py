@@ -29,16 +29,33 @@ def _processed(database_url: str) -> int:
     return scalar(database_url, "SELECT count(*) FROM vigil.processed_events")
 
 
+def _produce_with_failures(stack: Settings, topic: str, total: int) -> set[str]:
+    """Produce events ``evt-0`` … ``evt-<total - 1>``; one in a hundred asks its handler to fail.
+    Returns the failing ones' ids."""
+    failing = {f"evt-{n}" for n in range(total) if n % 100 == 42}
+    produce_events(
+        stack, topic, [(f"evt-{n}", {"n": n, "fail": f"evt-{n}" in failing}) for n in range(total)]
+    )
+    return failing
+
+
+def _assert_each_tried_its_own_times(calls_file: Path, total: int, failing: set[str]) -> set[str]:
+    """Exactly one handler invocation per attempt of its own: healthy events once, failing ones once
+    per try (3). Returns the healthy events' ids."""
+    calls = handler_calls(calls_file)
+    healthy = {f"evt-{n}" for n in range(total)} - failing
+    assert {e: calls.get(e) for e in healthy} == {e: [1] for e in healthy}
+    assert {e: sorted(calls[e]) for e in failing} == {e: [1, 2, 3] for e in failing}
+    return healthy
+
+
 @pytest.mark.timeout(300)
 def test_a_failing_event_never_reruns_its_neighbours_and_keeps_no_writes(
     stack: Settings, fresh_database: str, make_topic: Callable[..., str], unique: str, tmp_path: Path
 ) -> None:
     topic = make_topic("neighbours", partitions=2)
     total = 1000
-    failing = {f"evt-{n}" for n in range(total) if n % 100 == 42}
-    produce_events(
-        stack, topic, [(f"evt-{n}", {"n": n, "fail": f"evt-{n}" in failing}) for n in range(total)]
-    )
+    failing = _produce_with_failures(stack, topic, total)
     calls_file = tmp_path / "calls.txt"
     log = tmp_path / "worker.log"
     worker = start_worker(
@@ -54,11 +71,7 @@ def test_a_failing_event_never_reruns_its_neighbours_and_keeps_no_writes(
         wait_until(lambda: _processed(fresh_database) >= total, 180, f"{total} processed events", worker, log)
     finally:
         stop(worker)
-    calls = handler_calls(calls_file)
-    healthy = {f"evt-{n}" for n in range(total)} - failing
-    # Exactly one invocation per attempt of its own: healthy events once, failing ones once per try.
-    assert {e: calls.get(e) for e in healthy} == {e: [1] for e in healthy}
-    assert {e: sorted(calls[e]) for e in failing} == {e: [1, 2, 3] for e in failing}
+    healthy = _assert_each_tried_its_own_times(calls_file, total, failing)
     # The failing handlers wrote before raising: their savepoints were rolled back, nobody else's.
     core = rows(fresh_database, "SELECT event_id FROM public.effects_core")
     orm = rows(fresh_database, "SELECT event_id FROM public.effects_orm")
@@ -73,10 +86,7 @@ def test_a_worker_joining_while_an_event_is_retried_alone_does_not_run_it_again(
 ) -> None:
     topic = make_topic("joining", partitions=3)
     total = 2000
-    failing = {f"evt-{n}" for n in range(total) if n % 100 == 42}
-    produce_events(
-        stack, topic, [(f"evt-{n}", {"n": n, "fail": f"evt-{n}" in failing}) for n in range(total)]
-    )
+    failing = _produce_with_failures(stack, topic, total)
     calls_file = tmp_path / "calls.txt"
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     # Each failing event is tried alone 3 times, 0.6 s of backoff: most of the first worker's time
@@ -97,10 +107,7 @@ def test_a_worker_joining_while_an_event_is_retried_alone_does_not_run_it_again(
             stop(worker)
     # The group moved partitions while the first worker had batches in hand: it finished them first.
     assert "finishing" in logs[0].read_text()
-    calls = handler_calls(calls_file)
-    healthy = {f"evt-{n}" for n in range(total)} - failing
-    assert {e: calls.get(e) for e in healthy} == {e: [1] for e in healthy}
-    assert {e: sorted(calls[e]) for e in failing} == {e: [1, 2, 3] for e in failing}
+    _assert_each_tried_its_own_times(calls_file, total, failing)
     assert scalar(fresh_database, "SELECT count(*) FROM vigil.runs WHERE status = 'failed'") == len(failing)
 
 
