@@ -16,8 +16,10 @@ left it, if it did: switching a deployment to batch delivery goes on from where 
 reading the topics from their beginning, where events older than the dedup window would run again.
 
 What stays true: nothing is committed to Kafka before the unit of work committed to Postgres; a
-batch cut short by a stop, a crash or a rebalance is read again by the partition's next owner, and
-its events that were already processed are skipped by their processed-events claims. A batch that
+batch cut short by a stop or a crash is read again by the partition's next owner, and its events
+that were already processed are skipped by their processed-events claims. Before a rebalance moves
+partitions, the feed lets its agent finish the batches it handed over and commits them, and drops
+what it read meanwhile (``_on_revoke``, ``_read_again``). A batch that
 did not arrive in order (which would mean one was lost between the thread and the agent) stops the
 worker rather than committing past it.
 """
