@@ -188,6 +188,8 @@ class Rate:
     seconds: float
     #: CPU seconds the processes spent between t0 and t1, per event counted (0 when unknown).
     cpu_per_event: float = 0.0
+    #: Events already counted at t0 (taken before the window opened).
+    before: int = 0
 
 
 def measure_rate(
@@ -215,7 +217,7 @@ def measure_rate(
             if now <= t0 or done == c0:
                 raise RuntimeError(f"{label}: all {n} events in one poll; raise --scale to measure")
             cpu = sum(cpu_seconds(p.pid) for p, _ in workers) - cpu0
-            return Rate((n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu / (n - c0))
+            return Rate((n - c0) / (now - t0), t0 - spawned, n - c0, now - t0, cpu / (n - c0), c0)
         for proc, log in workers:
             check_alive(proc, log, f"{label} at {done}/{n}")
         if done != seen:

@@ -143,7 +143,7 @@ TARGETS: tuple[Target, ...] = (
         "not measured",
     ),
     Target(
-        "100% duplicate events vs fresh events, per-event cost",
+        "100% duplicate events vs fresh events, per-event cost (worker CPU per event)",
         "dedup",
         "100% duplicates",
         "per-event cost",
