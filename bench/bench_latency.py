@@ -196,6 +196,8 @@ def _run_variant(
             _insert(conn, source, 1, WARMUP_ROWS)
             _wait_sunk(conn, sink, WARMUP_ROWS, proc, log, variant.label)
             first = WARMUP_ROWS + 1
+            # The time, to line the run up with the worker's log (its assignments, say).
+            print(f"    steady rows from {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
             cpu0 = procs.cpu_seconds(proc.pid)
             last, achieved = _steady(conn, source, first, rate, seconds)
             _wait_sunk(conn, sink, last, proc, log, variant.label)
