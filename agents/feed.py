@@ -22,11 +22,6 @@ partitions, the feed lets its agent finish the batches it handed over and commit
 what it read meanwhile (``_on_revoke``, ``_read_again``). A batch that
 did not arrive in order (which would mean one was lost between the thread and the agent) stops the
 worker rather than committing past it.
-
-The feeds' groups rebalance cooperatively (:data:`ASSIGNMENT_STRATEGY`): only the partitions that
-change owner are revoked. All members of a group must agree on it: a worker of an earlier version
-(eager ``range``) and one of this version cannot share an agent's group, so upgrade by stopping the
-old workers before starting the new ones.
 """
 
 from __future__ import annotations
@@ -59,11 +54,6 @@ QUEUED_BATCHES = 2
 PREFETCH_KB = 4096
 #: Longest a feed's thread waits for a first message before it looks at its commits and stop flag.
 IDLE_POLL_S = 0.2
-#: Incremental (cooperative) rebalancing: a member joining or leaving moves only the partitions that
-#: change owner; the others are never revoked, so their agents go on. With the eager protocol the
-#: second consumer of a starting worker stopped the first one's every partition about a second in
-#: (its join is seen at a heartbeat), and rows committed then waited 100-700 ms (`bench latency`).
-ASSIGNMENT_STRATEGY = "cooperative-sticky"
 
 
 def feed_group(app_id: str, agent: str) -> str:
@@ -156,8 +146,6 @@ class BatchFeed:
         self._rebalances = 0
         #: The number of the last batch the agent took (the agent side's check of the order).
         self.taken = 0
-        #: Whether the log said why the group would not take this consumer in (said once).
-        self._told_protocol = False
 
     # -- the agent's side (event loop) ------------------------------------------------------
 
@@ -200,7 +188,6 @@ class BatchFeed:
                     "enable.auto.commit": False,
                     "fetch.wait.max.ms": self._settings.fetch_max_wait_ms,
                     "queued.max.messages.kbytes": PREFETCH_KB,
-                    "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
                 },
             )
         consumer = self._consumer
@@ -267,15 +254,12 @@ class BatchFeed:
                 self.spec.name,
                 ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions),
             )
-        consumer.incremental_assign(partitions)  # cooperative: the partitions added; the others stay
+        consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Before the group moves partitions, let the agent finish the batches it was handed and commit
         their offsets: the partitions' next owners start after them, and an event that is being
-        retried alone is not run again by another member meanwhile. (librdkafka then unassigns
-        ``partitions``: with the cooperative protocol, only those that move.)"""
-        if not partitions:
-            return  # a cooperative rebalance that takes nothing from this member
+        retried alone is not run again by another member meanwhile."""
         self._rebalances += 1
         waiting = self._handed - self._finished
         if waiting and not self._stop.is_set():
@@ -288,7 +272,8 @@ class BatchFeed:
         while self._finished < self._handed and not self._stop.is_set():
             self._commit_done(wait=True, block_s=IDLE_POLL_S)
         self._commit_done(wait=True)
-        log.info("agent %s: feed: released %d partition(s)", self.spec.name, len(partitions))
+        if partitions:
+            log.info("agent %s: feed: released %d partition(s)", self.spec.name, len(partitions))
 
     def _read_again(self, consumer: Consumer, messages: list[Any]) -> None:
         """Drop ``messages``, read in a call during which the group rebalanced: some may be of
@@ -313,18 +298,7 @@ class BatchFeed:
         error = msg.error()
         if error is None:
             return True
-        code = error.code()
-        if code == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
-            if not self._told_protocol:  # librdkafka retries the join, and says so every time
-                self._told_protocol = True
-                log.error(
-                    "agent %s: feed: cannot join group %s: its members rebalance another way (workers of a "
-                    "Vigil version before cooperative rebalancing?). Stop them; this consumer joins once "
-                    "they have left",
-                    self.spec.name,
-                    self.group,
-                )
-        elif code != KafkaError._PARTITION_EOF:
+        if error.code() != KafkaError._PARTITION_EOF:
             log.warning("agent %s: feed: %s", self.spec.name, error)
         return False
 

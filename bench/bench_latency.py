@@ -3,6 +3,9 @@
 Each variant gets a fresh database with a source table and a sink table. The bench inserts rows
 into the source at a steady 1,000 rows/s (``VIGIL_BENCH_LATENCY_RATE``; 10 ms ticks) for
 20 s x scale (at least 5 s), after a warm-up of 200 rows that must have gone all the way through.
+A worker's warm-up starts once its agent's consumer group is stable with all its consumers: the
+second consumer of an agent joins after the first, and the rebalance it causes (every partition
+stops for a moment) is a start-up cost, not the steady state the target is about.
 For every source row the variant writes one sink row with the same id, and the latency of a row is
 ``sink committed_at - source committed_at``, both Postgres timestamps of the same server:
 
@@ -48,6 +51,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from agents.feed import feed_group
 from bench import procs
 from bench.common import BenchContext, Measurement, percentile
 from connectors.config import ConnectorSpec, derive_connector, load_connector_file
@@ -192,6 +196,15 @@ def _run_variant(
                 },
             )
             proc = procs.spawn_worker("bench.agentmods.sink", env, log)
+            agent = env["VIGIL_BENCH_AGENT"]
+            if variant.delivery == "batch":
+                group, members = (
+                    feed_group(name, agent),
+                    int(env.get("VIGIL_AGENT_CONSUMERS", Settings.model_fields["agent_consumers"].default)),
+                )
+            else:
+                group, members = name, 1
+            procs.wait_group_settled(settings, group, members)
         with psycopg.connect(db_url, autocommit=True) as conn:
             _insert(conn, source, 1, WARMUP_ROWS)
             _wait_sunk(conn, sink, WARMUP_ROWS, proc, log, variant.label)

@@ -14,7 +14,6 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents import feed as feed_module
 from agents.api import AgentSpec
 from agents.feed import (
     QUEUED_BATCHES,
@@ -187,45 +186,3 @@ def test_a_revoked_feed_waits_for_the_batches_it_handed_and_commits_them() -> No
     committed = {(t, p): o for commit in consumer.commits for t, p, o in commit}
     assert committed == {("t", 0): 6, ("t", 1): 9}
     assert feed._finished == 2 and feed._rebalances == 1
-
-
-class _AssigningConsumer:
-    """What `_on_assign` uses of a consumer: its committed offsets and its assign calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
-
-    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        return [TopicPartition(tp.topic, tp.partition, 5) for tp in partitions]
-
-    def assign(self, partitions: list[TopicPartition]) -> None:
-        self.calls.append(("assign", [(tp.topic, tp.partition) for tp in partitions]))
-
-    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
-        self.calls.append(("incremental_assign", [(tp.topic, tp.partition) for tp in partitions]))
-
-
-def test_feeds_rebalance_cooperatively_and_add_only_what_they_are_given() -> None:
-    assert feed_module.ASSIGNMENT_STRATEGY == "cooperative-sticky"
-    consumer = _AssigningConsumer()
-    _feed(consumer=consumer)._on_assign(consumer, [TopicPartition("t", 2)])  # type: ignore[arg-type]
-    assert consumer.calls == [("incremental_assign", [("t", 2)])]
-
-
-def test_a_cooperative_rebalance_that_takes_nothing_is_not_counted_as_a_revocation() -> None:
-    consumer = _RebalancedConsumer(owned=[("t", 0)])
-    feed = _feed(consumer=consumer)
-    feed._handed = 1  # a batch in the agent's hands: nothing waits for it, nothing moved
-    feed._on_revoke(consumer, [])  # type: ignore[arg-type]
-    assert feed._rebalances == 0 and consumer.commits == []
-
-
-def test_a_group_of_the_other_rebalance_protocol_is_named_once_with_the_fix(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    feed = _feed(consumer=object())
-    refused = SimpleNamespace(error=lambda: KafkaError(KafkaError.INCONSISTENT_GROUP_PROTOCOL))
-    with caplog.at_level("WARNING", logger="agents.feed"):
-        assert not any(feed._usable(refused) for _ in range(3))
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and "cannot join group app.a" in said[0] and "Stop them" in said[0]
