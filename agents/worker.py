@@ -38,7 +38,7 @@ from agents.watch import Monitor, WatchedAgent
 from agents.watches import WatchRunner
 from schemas.codec import Codec
 from schemas.errors import PoisonError
-from streams.app import make_app, use_fetch_wait
+from streams.app import faust_datadir, make_app, use_fetch_wait
 from streams.drift_publish import DriftPublisher
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
 from streams.lag import group_lag, lag_probe
@@ -598,6 +598,7 @@ def settle_garbage_collector() -> None:
 def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRuntime) -> faust.App:
     """The Faust app with one Faust agent per registered Vigil agent."""
     app = make_app(settings, settings.app_id)
+    faust_datadir(settings, settings.app_id).parent.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         # An agent asking for several actors keeps Faust's delivery (a feed is one consumer, in order).
         if settings.delivery == "batch" and spec.concurrency == 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -71,6 +72,12 @@ def use_fetch_wait(app_id: str, wait_ms: int | None) -> None:
         _FETCH_MAX_WAIT_MS[app_id] = wait_ms
 
 
+def faust_datadir(settings: Settings, app_id: str) -> Path:
+    """Where Faust keeps app ``app_id``'s data: it makes the directory at start even with in-memory
+    tables, and its default is relative to the working directory. Its parent must exist."""
+    return settings.home / "faust" / f"{app_id}-data"
+
+
 def make_app(settings: Settings, app_id: str) -> faust.App:
     """A Faust app for Vigil's agents: no web server, in-memory tables, the settings' Kafka."""
     # With batch delivery Faust's consumer reads no agent's topic: an idle fetch every 20 ms would
@@ -80,6 +87,7 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
     timeout_s = session_timeout_ms(settings) / 1000
     return faust.App(
         app_id,
+        datadir=str(faust_datadir(settings, app_id)),
         broker=brokers,
         broker_credentials=_credentials(settings),
         broker_session_timeout=timeout_s,

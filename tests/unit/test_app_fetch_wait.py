@@ -1,7 +1,9 @@
-"""The agents' consumer fetches with Vigil's fetch wait, not Faust's fixed 1,500 ms."""
+"""How Vigil builds its Faust app: the fetch wait of the agents' consumer (not Faust's fixed 1,500 ms),
+and where Faust keeps its data."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,3 +39,9 @@ def test_with_batch_delivery_fausts_idle_consumer_keeps_its_own_wait() -> None:
     assert app_module._FETCH_MAX_WAIT_MS["fetch-wait-b"] == 20
     app_module.make_app(Settings(kafka_bootstrap="x:1", delivery="batch"), "fetch-wait-b")
     assert "fetch-wait-b" not in app_module._FETCH_MAX_WAIT_MS
+
+
+def test_fausts_data_directory_is_under_vigils_home_not_the_working_directory() -> None:
+    settings = Settings(kafka_bootstrap="x:1", home=Path("/srv/vigil-state"))
+    app = app_module.make_app(settings, "datadir-a")
+    assert app.conf.datadir == Path("/srv/vigil-state/faust/datadir-a-data")
