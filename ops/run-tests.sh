@@ -12,9 +12,10 @@ echo "== mypy --strict"
 "$VENV/bin/mypy"
 # Test files are spread over VIGIL_TEST_PROCESSES processes (default 2), each with its own
 # embedded stack (tests/conftest.py); a file's tests stay together, in order. 0 runs one process.
+# Files are handed out in collection order, which tests/conftest.py starts with the long files.
 PROCESSES="${VIGIL_TEST_PROCESSES:-2}"
 PARALLEL=()
-if [ "$PROCESSES" != "0" ]; then PARALLEL=(-n "$PROCESSES" --dist loadfile); fi
+if [ "$PROCESSES" != "0" ]; then PARALLEL=(-n "$PROCESSES" --dist loadfile --no-loadscope-reorder); fi
 echo "== pytest (${PROCESSES} processes)"
 set +e
 "$VENV/bin/python" -m pytest "${PARALLEL[@]}" --durations=15 "$@"

@@ -107,3 +107,38 @@ def throwaway_home() -> Iterator[Path]:
     finally:
         stack_mod.down(load_settings(home=home, embedded_schema_registry=True))
         shutil.rmtree(home, ignore_errors=True)
+
+
+#: Files in tests/integration that take half a minute or more: seconds of test time in a suite run on our machine
+#: (two cores, 2026-12-01). ``ops/run-tests.sh`` hands files to its processes in collection order
+#: (``--no-loadscope-reorder``), and :func:`pytest_collection_modifyitems` puts these first, the
+#: longest first, so that the short files fill in around them. xdist's own order (the files with
+#: the most tests first) left the 5-minute kill -9 file, two tests, to run last and alone.
+LONG_FILES = {
+    "test_agents_exactly_once.py": 430,
+    "test_agents_sigkill.py": 280,
+    "test_cdc_connect.py": 185,
+    "test_schedules.py": 170,
+    "test_services.py": 105,
+    "test_up.py": 100,
+    "test_agents_isolation.py": 85,
+    "test_kafka_broker.py": 75,
+    "test_drift_sources.py": 70,
+    "test_demo.py": 70,
+    "test_agents_consumers.py": 60,
+    "test_sinks.py": 50,
+    "test_registry.py": 45,
+    "test_relay_process.py": 45,
+    "test_watch_absence.py": 45,
+    "test_watch_status.py": 30,
+    "test_heartbeat_remove.py": 30,
+}
+
+
+def _expected_seconds(item: pytest.Item) -> int:
+    return LONG_FILES.get(item.path.name, 0) if item.path.parent.name == "integration" else 0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long files first (a stable sort: each file's tests stay together and in order)."""
+    items.sort(key=lambda item: -_expected_seconds(item))
