@@ -21,11 +21,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaException
 
 from ops import migrations
-from streams.kafka import client_config
+from streams.lag import describe_group
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,17 +258,16 @@ def wait_group_settled(settings: Settings, group: str, members: int, timeout: fl
     """Wait until consumer group ``group`` is stable with ``members`` members. A worker's consumers
     join one after the other, and the group rebalances when the last one joins (about a second
     after the first was given the partitions): a steady-state measure starts after that."""
-    admin = AdminClient({**client_config(settings), "log_level": 4})
     deadline = time.monotonic() + timeout
     seen = "not described"
     while time.monotonic() < deadline:
         try:
-            desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+            view = describe_group(settings, group)
         except KafkaException as exc:
             seen = str(exc)
         else:
-            seen = f"{desc.state.name}, {len(desc.members)} member(s)"
-            if desc.state == ConsumerGroupState.STABLE and len(desc.members) == members:
+            seen = f"{view.state.name}, {view.members} member(s)"
+            if view.stable and view.members == members:
                 return
         time.sleep(0.25)
     raise RuntimeError(

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaException
 from rich.console import Console
 from sqlalchemy import text
 
@@ -55,7 +54,7 @@ from streams.demo_script import (
     SummaryRow,
     empty_rows,
 )
-from streams.kafka import client_config
+from streams.lag import describe_group
 from streams.settings import Settings
 from streams.watch import ABSENCE, alert_fingerprint, alert_key
 
@@ -93,19 +92,11 @@ def wait_until_agents_listen(story: Story) -> None:
     story.say(f"waiting for the worker's agents to join consumer group {group} …")
 
     def assigned() -> bool:
-        # An admin client of its own, quiet below warnings: librdkafka would print an informational
-        # line about its background queue in the middle of the story.
-        admin = AdminClient({**client_config(story.settings), "log_level": 4})
         try:
-            desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+            view = describe_group(story.settings, group)
         except KafkaException:
             return False
-        return desc.state == ConsumerGroupState.STABLE and any(
-            tp.topic == ORDERS_TOPIC
-            for member in desc.members
-            if member.assignment
-            for tp in member.assignment.topic_partitions or []
-        )
+        return view.stable and ORDERS_TOPIC in view.topics
 
     story.wait_for("assignment of the agents' topics", assigned, every=1.0)
 

@@ -1,13 +1,16 @@
-"""Consumer lag of a group on some topics: the end of each partition minus the group's committed
-offset (a partition the group never committed counts from its beginning)."""
+"""Consumer groups as seen from outside: the lag of a group on some topics (the end of each partition
+minus the group's committed offset; a partition the group never committed counts from its
+beginning), and a group's description (state, members, their assignments)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from streams.kafka import make_consumer
+from streams.kafka import client_config, make_consumer
 from streams.settings import Settings
 
 
@@ -30,3 +33,32 @@ def group_lag(consumer: Consumer, topics: Sequence[str], timeout: float = 5.0) -
 def lag_probe(settings: Settings, group: str) -> Consumer:
     """A consumer of ``group`` that never subscribes or commits: only reads offsets."""
     return make_consumer(settings, group, **{"enable.auto.commit": False})
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """What the broker says of a consumer group: its state, its members, the topics assigned."""
+
+    state: ConsumerGroupState
+    members: int
+    #: Topics with at least one partition assigned to a member.
+    topics: frozenset[str]
+
+    @property
+    def stable(self) -> bool:
+        return self.state == ConsumerGroupState.STABLE
+
+
+def describe_group(settings: Settings, group: str, timeout: float = 5.0) -> GroupView:
+    """``group`` as the broker describes it; raises ``KafkaException`` if the broker gives nothing.
+    The admin client logs warnings and worse only: at its default level librdkafka prints an
+    informational line about its background queue (in the middle of the demo's story)."""
+    admin = AdminClient({**client_config(settings), "log_level": 4})
+    desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result()
+    topics = frozenset(
+        tp.topic
+        for member in desc.members
+        if member.assignment
+        for tp in member.assignment.topic_partitions or []
+    )
+    return GroupView(state=desc.state, members=len(desc.members), topics=topics)
