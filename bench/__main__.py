@@ -3,8 +3,9 @@
 Without names, the suite of issue #14 runs (:data:`SUITE`); ``drift`` (and any other benchmark)
 runs only when named. One table is printed: the issue's targets with their verdicts, then every
 measurement. ``bench/results/<name>.json`` holds each benchmark's rows and targets,
-``bench/results/latest.json`` the whole run's. A benchmark that fails is reported and the others
-still run; its targets read ``not run`` and the exit status is 1.
+``bench/results/latest.json`` the whole run's (``latest-named.json`` when only some benchmarks were
+named, so that the last whole suite's record stays). A benchmark that fails is reported and the
+others still run; its targets read ``not run`` and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pkgutil
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 
 from rich.console import Console
 
@@ -31,6 +33,12 @@ def discover() -> list[str]:
     return sorted(
         m.name[len("bench_") :] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
     )
+
+
+def run_record_name(names: Sequence[str]) -> str:
+    """The run's record: ``latest`` for the whole suite; a run of some benchmarks only must not
+    replace the last whole run's, so it is ``latest-named``."""
+    return "latest" if set(names) >= set(SUITE) else "latest-named"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=round(time.time() - started),
         failed=failed,
     )
-    path = write_json("latest", data)
+    path = write_json(run_record_name(names), data)
     render(everything, results, console)
     console.print(f"{time.time() - started:.0f}s in all; wrote {path}")
     for name, error in failed.items():

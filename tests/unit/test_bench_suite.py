@@ -279,3 +279,11 @@ def test_markdown_of_a_run_has_the_header_the_targets_and_the_rows() -> None:
     assert "| smaller | 42.0 ms | 0.04x polling | ≤ 100 ms | ≤ 50 ms | **met (aim)** |  |" in lines
     assert "| b | v | latency | 42.0 ms | 0.04x polling | a \\| b |" in lines
     assert lines[-1] == "- `cdc` failed: RuntimeError: no Connect"
+
+
+def test_a_run_of_some_benchmarks_keeps_the_whole_suites_record() -> None:
+    from bench.__main__ import SUITE, run_record_name
+
+    assert run_record_name(list(SUITE)) == "latest"
+    assert run_record_name([*SUITE, "drift"]) == "latest"
+    assert run_record_name(["agents"]) == "latest-named"
