@@ -109,11 +109,11 @@ def throwaway_home() -> Iterator[Path]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-#: Files in tests/integration that take half a minute or more: seconds of test time in a suite run on our machine
-#: (two cores, 2026-12-01). ``ops/run-tests.sh`` hands files to its processes in collection order
-#: (``--no-loadscope-reorder``), and :func:`pytest_collection_modifyitems` puts these first, the
-#: longest first, so that the short files fill in around them. xdist's own order (the files with
-#: the most tests first) left the 5-minute kill -9 file, two tests, to run last and alone.
+#: Files in tests/integration that take half a minute or more: seconds of test time in a suite run
+#: on our machine (two cores, 2026-12-01). ``ops/run-tests.sh`` hands files to its processes in
+#: collection order (``--no-loadscope-reorder``), and :func:`pytest_collection_modifyitems` puts
+#: these first, the longest first, so that the short files fill in around them. xdist's own order
+#: (the files with the most tests first) left the 5-minute kill -9 file, two tests, to run last.
 LONG_FILES = {
     "test_agents_exactly_once.py": 430,
     "test_agents_sigkill.py": 280,
