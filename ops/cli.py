@@ -12,7 +12,6 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from ops import commands
 from schemas.errors import ConfigurationError, VigilError
 from streams.redact import mask_urls_in_logs
 from streams.settings import Settings, load_settings
@@ -217,6 +216,8 @@ def replay(
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check the database, Kafka and Kafka Connect Vigil points at; name any limitation."""
+    from ops import commands
+
     ok = commands.doctor(settings(), console, as_json=as_json)
     raise typer.Exit(0 if ok else 1)
 
@@ -227,18 +228,24 @@ def doctor(as_json: JsonFlag = False) -> None:
 @services_app.command("up")
 def services_up(as_json: JsonFlag = False) -> None:
     """Start the embedded Postgres, Kafka and Kafka Connect (idempotent); print URLs and start time."""
+    from ops import commands
+
     commands.services_up(settings(), console, as_json=as_json)
 
 
 @services_app.command("down")
 def services_down() -> None:
     """Stop the embedded services Vigil started (data is kept)."""
+    from ops import commands
+
     commands.services_down(settings(), console)
 
 
 @services_app.command("status")
 def services_status(as_json: JsonFlag = False) -> None:
     """URLs and health of the database, Kafka and Kafka Connect."""
+    from ops import commands
+
     healthy = commands.services_status(settings(), console, as_json=as_json)
     raise typer.Exit(0 if healthy else 1)
 
@@ -251,6 +258,8 @@ def services_url(
     ] = False,
 ) -> None:
     """The database URL Vigil uses; its password is masked unless --show-password."""
+    from ops import commands
+
     url = commands.services_url(settings(), show_password=show_password)
     if url is None:
         err_console.print("no database yet: start it with `vigil services up`, or set VIGIL_DATABASE_URL")
@@ -265,6 +274,8 @@ def services_url(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply Vigil's migrations to the database (schema ``vigil``)."""
+    from ops import commands
+
     commands.db_upgrade(settings(), console)
 
 
@@ -272,6 +283,8 @@ def db_upgrade() -> None:
 def db_new_identity() -> None:
     """Give the database a new installation id (after restoring it from a backup): the ledger topic's
     records of events processed after the backup no longer make workers skip those events."""
+    from ops import commands
+
     commands.db_new_identity(settings(), console)
 
 
