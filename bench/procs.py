@@ -24,7 +24,7 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from ops import migrations
-from streams.lag import describe_group
+from streams.lag import describe_group, quiet_admin
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,11 +258,12 @@ def wait_group_settled(settings: Settings, group: str, members: int, timeout: fl
     """Wait until consumer group ``group`` is stable with ``members`` members. A worker's consumers
     join one after the other, and the group rebalances when the last one joins (about a second
     after the first was given the partitions): a steady-state measure starts after that."""
+    admin = quiet_admin(settings)
     deadline = time.monotonic() + timeout
     seen = "not described"
     while time.monotonic() < deadline:
         try:
-            view = describe_group(settings, group)
+            view = describe_group(admin, group)
         except KafkaException as exc:
             seen = str(exc)
         else:

@@ -54,7 +54,7 @@ from streams.demo_script import (
     SummaryRow,
     empty_rows,
 )
-from streams.lag import describe_group
+from streams.lag import describe_group, quiet_admin
 from streams.settings import Settings
 from streams.watch import ABSENCE, alert_fingerprint, alert_key
 
@@ -91,9 +91,11 @@ def wait_until_agents_listen(story: Story) -> None:
     group = consumer_group(story.settings, ORDER_AGENT)
     story.say(f"waiting for the worker's agents to join consumer group {group} …")
 
+    admin = quiet_admin(story.settings)
+
     def assigned() -> bool:
         try:
-            view = describe_group(story.settings, group)
+            view = describe_group(admin, group)
         except KafkaException:
             return False
         return view.stable and ORDERS_TOPIC in view.topics

@@ -49,11 +49,14 @@ class GroupView:
         return self.state == ConsumerGroupState.STABLE
 
 
-def describe_group(settings: Settings, group: str, timeout: float = 5.0) -> GroupView:
-    """``group`` as the broker describes it; raises ``KafkaException`` if the broker gives nothing.
-    The admin client logs warnings and worse only: at its default level librdkafka prints an
+def quiet_admin(settings: Settings) -> AdminClient:
+    """An admin client that logs warnings and worse only: at its default level librdkafka prints an
     informational line about its background queue (in the middle of the demo's story)."""
-    admin = AdminClient({**client_config(settings), "log_level": 4})
+    return AdminClient({**client_config(settings), "log_level": 4})
+
+
+def describe_group(admin: AdminClient, group: str, timeout: float = 5.0) -> GroupView:
+    """``group`` as the broker describes it; raises ``KafkaException`` if the broker gives nothing."""
     desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result()
     topics = frozenset(
         tp.topic
