@@ -31,6 +31,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,8 @@ QUEUED_BATCHES = 2
 PREFETCH_KB = 4096
 #: Longest a feed's thread waits for a first message before it looks at its commits and stop flag.
 IDLE_POLL_S = 0.2
+#: Seconds before a failed offset commit is sent again.
+COMMIT_RETRY_S = 1.0
 
 
 def feed_group(app_id: str, agent: str) -> str:
@@ -82,6 +85,58 @@ def next_offsets(records: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int
         if offset + 1 > ends.get(here, -1):
             ends[here] = offset + 1
     return ends
+
+
+class PendingCommits:
+    """Offsets a feed's agent finished that the broker has not confirmed as committed.
+
+    Commits go out asynchronously, and librdkafka reports each one later (``on_commit``, served by
+    the feed's own polls). A commit that failed is sent again after :data:`COMMIT_RETRY_S`, with or
+    without a later batch: a quiet partition would otherwise keep its lag, and its next owner would
+    read the finished events again, until its next event came. Everything runs on the feed's thread.
+    """
+
+    def __init__(self) -> None:
+        self.offsets: dict[tuple[str, int], int] = {}
+        #: When a failed commit is sent again (``time.monotonic()``); None: no commit failed.
+        self.retry_at: float | None = None
+
+    def add(self, ends: dict[tuple[str, int], int]) -> None:
+        for here, offset in ends.items():
+            if offset > self.offsets.get(here, -1):
+                self.offsets[here] = offset
+
+    def to_send(self, now: float, *, fresh: bool) -> list[TopicPartition]:
+        """What to commit now: everything unconfirmed if new offsets came (``fresh``) or a retry is due."""
+        due = self.retry_at is not None and now >= self.retry_at
+        if not self.offsets or not (fresh or due):
+            return []
+        self.retry_at = None
+        return [TopicPartition(t, p, o) for (t, p), o in self.offsets.items()]
+
+    def answered(self, error: KafkaError | None, partitions: Sequence[TopicPartition], now: float) -> bool:
+        """The broker's answer to a commit: confirmed offsets are done, a failed one is retried.
+        True if this answer scheduled a retry."""
+        whole = error is not None and error.code() != KafkaError._NO_OFFSET
+        failed = whole
+        for tp in partitions:
+            here = (tp.topic, tp.partition)
+            if whole or tp.error is not None:
+                failed = True
+            elif self.offsets.get(here, -1) <= tp.offset:
+                self.offsets.pop(here, None)
+        if not failed or not self.offsets or self.retry_at is not None:
+            return False
+        self.retry_at = now + COMMIT_RETRY_S
+        return True
+
+    def forget(self, partitions: Sequence[TopicPartition]) -> None:
+        """Drop revoked partitions: their next owner commits them (a late commit from here could move
+        its offset back)."""
+        for tp in partitions:
+            self.offsets.pop((tp.topic, tp.partition), None)
+        if not self.offsets:
+            self.retry_at = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +191,8 @@ class BatchFeed:
         self._seed_probe: Consumer | None = None
         self._settings = settings
         self._commits: queue.SimpleQueue[list[TopicPartition]] = queue.SimpleQueue()
+        #: Finished offsets not yet confirmed by the broker (the feed's thread only).
+        self.pending = PendingCommits()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,6 +245,7 @@ class BatchFeed:
                     "enable.auto.commit": False,
                     "fetch.wait.max.ms": self._settings.fetch_max_wait_ms,
                     "queued.max.messages.kbytes": PREFETCH_KB,
+                    "on_commit": self._on_commit,
                 },
             )
         consumer = self._consumer
@@ -272,6 +330,7 @@ class BatchFeed:
         while self._finished < self._handed and not self._stop.is_set():
             self._commit_done(wait=True, block_s=IDLE_POLL_S)
         self._commit_done(wait=True)
+        self.pending.forget(partitions)
         if partitions:
             log.info("agent %s: feed: released %d partition(s)", self.spec.name, len(partitions))
 
@@ -325,9 +384,20 @@ class BatchFeed:
             await asyncio.sleep(0.01)
         await self.channel.put(batch)  # type: ignore[arg-type]  # a plain value: the stream yields it as is
 
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if self.pending.answered(error, partitions, time.monotonic()):
+            failed = error if error is not None else next((tp.error for tp in partitions if tp.error), None)
+            log.warning(
+                "agent %s: feed: an offset commit failed (%s); it is sent again in %.0fs",
+                self.spec.name,
+                failed.str() if failed is not None else "no reason given",
+                COMMIT_RETRY_S,
+            )
+
     def _commit_done(self, *, wait: bool = False, block_s: float = 0.0) -> None:
-        """Commit the offsets of the batches the agent finished (``wait``: for the broker's answer;
-        ``block_s``: wait that long for the agent to finish one, if none is)."""
+        """Commit the offsets of the batches the agent finished, and any whose commit failed
+        (``wait``: for the broker's answer; ``block_s``: wait that long for the agent to finish one,
+        if none is)."""
         consumer = self._consumer
         if consumer is None:
             return
@@ -342,15 +412,24 @@ class BatchFeed:
             self._finished += 1
             for tp in done:
                 ends[(tp.topic, tp.partition)] = max(tp.offset, ends.get((tp.topic, tp.partition), -1))
-        if not ends:
+        self.pending.add(ends)
+        offsets = self.pending.to_send(time.monotonic(), fresh=bool(ends) or wait)
+        if not offsets:
             return
         try:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
             if wait:
-                consumer.commit(offsets=offsets, asynchronous=False)
+                answer = consumer.commit(offsets=offsets, asynchronous=False)
+                self.pending.answered(None, answer or [], time.monotonic())
             else:
                 consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:  # e.g. no longer a member after a rebalance: the next owner re-reads
+            self.pending.answered(_as_error(exc), offsets, time.monotonic())
             log.info(
                 "agent %s: feed: offsets not committed (%s); the events are read again", self.spec.name, exc
             )
+
+
+def _as_error(exc: Exception) -> KafkaError:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return KafkaError(KafkaError._FAIL, str(exc))

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 
 from agents.api import AgentSpec
 from agents.feed import (
+    COMMIT_RETRY_S,
     QUEUED_BATCHES,
     BatchFeed,
     FeedBatch,
     FeedChannel,
+    PendingCommits,
     consumer_group,
     feed_group,
     is_app_group,
@@ -186,3 +188,87 @@ def test_a_revoked_feed_waits_for_the_batches_it_handed_and_commits_them() -> No
     committed = {(t, p): o for commit in consumer.commits for t, p, o in commit}
     assert committed == {("t", 0): 6, ("t", 1): 9}
     assert feed._finished == 2 and feed._rebalances == 1
+
+
+def _tp(topic: str, partition: int, offset: int, error: KafkaError | None = None) -> Any:
+    """A partition of a commit's answer (a real TopicPartition's ``error`` cannot be set)."""
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, error=error)
+
+
+def test_a_failed_offset_commit_is_sent_again_without_waiting_for_another_batch() -> None:
+    pending = PendingCommits()
+    pending.add({("t", 0): 5, ("t", 1): 9})
+    sent = pending.to_send(0.0, fresh=True)
+    assert {(tp.topic, tp.partition, tp.offset) for tp in sent} == {("t", 0, 5), ("t", 1, 9)}
+    assert pending.to_send(0.1, fresh=False) == [], "nothing new and nothing failed: nothing to send"
+    timeout = KafkaError(KafkaError.REQUEST_TIMED_OUT)
+    assert pending.answered(timeout, sent, now=0.2)
+    assert not pending.answered(timeout, sent, now=0.3), "one retry is scheduled at a time"
+    assert pending.to_send(0.2 + COMMIT_RETRY_S / 2, fresh=False) == []
+    again = pending.to_send(0.2 + COMMIT_RETRY_S, fresh=False)
+    assert {(tp.topic, tp.partition, tp.offset) for tp in again} == {("t", 0, 5), ("t", 1, 9)}
+    pending.answered(None, again, now=2.0)
+    assert pending.offsets == {} and pending.to_send(9.0, fresh=False) == []
+
+
+def test_a_commit_answer_confirms_only_what_it_covers() -> None:
+    pending = PendingCommits()
+    pending.add({("t", 0): 5})
+    first = pending.to_send(0.0, fresh=True)
+    pending.add({("t", 0): 8, ("t", 1): 2})  # a later batch, before the first commit's answer
+    pending.add({("t", 0): 7})  # never moves an offset back
+    pending.answered(None, first, now=0.1)
+    assert pending.offsets == {("t", 0): 8, ("t", 1): 2}, "an older commit's answer confirms no newer offset"
+    # One partition refused: it stays, and the commit is retried; the other one is confirmed.
+    sent = pending.to_send(0.2, fresh=True)
+    answer = [_tp("t", 0, 8), _tp("t", 1, 2, KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))]
+    assert pending.answered(None, answer, now=0.3)
+    assert pending.offsets == {("t", 1): 2} and len(sent) == 2
+    # Nothing to commit is not a failure.
+    assert not PendingCommits().answered(KafkaError(KafkaError._NO_OFFSET), [], now=0.0)
+
+
+def test_revoked_partitions_are_forgotten_so_a_late_retry_never_moves_their_new_owners_offset_back() -> None:
+    pending = PendingCommits()
+    pending.add({("t", 0): 5, ("t", 1): 3})
+    sent = pending.to_send(0.0, fresh=True)
+    pending.answered(KafkaError(KafkaError.REBALANCE_IN_PROGRESS), sent, now=0.0)
+    pending.forget([TopicPartition("t", 0)])
+    assert [(tp.topic, tp.partition) for tp in pending.to_send(5.0, fresh=False)] == [("t", 1)]
+    pending.forget([TopicPartition("t", 1)])
+    assert pending.offsets == {} and pending.retry_at is None
+
+
+class _FailingCommits(_RebalancedConsumer):
+    """Asynchronous commits fail (librdkafka's ``on_commit`` says so); synchronous ones succeed."""
+
+    def __init__(self) -> None:
+        super().__init__(owned=[("t", 0)])
+        self.feed: BatchFeed | None = None
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition] | None:
+        super().commit(offsets, asynchronous)
+        if asynchronous:
+            assert self.feed is not None
+            self.feed._on_commit(KafkaError(KafkaError.REQUEST_TIMED_OUT), offsets)
+            return None
+        return offsets
+
+
+def test_a_feed_sends_a_failed_commit_again_while_its_partition_stays_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _FailingCommits()
+    feed = _feed(consumer=consumer)
+    consumer.feed = feed
+    clock = [100.0]
+    monkeypatch.setattr("agents.feed.time.monotonic", lambda: clock[0])
+    feed.done(FeedBatch(1, [_message("t", 0, 4)]))
+    feed._commit_done()
+    feed._commit_done()  # the loop's next turns: no batch came, the retry is not due yet
+    assert consumer.commits == [[("t", 0, 5)]]
+    clock[0] += COMMIT_RETRY_S
+    feed._commit_done()
+    assert consumer.commits == [[("t", 0, 5)], [("t", 0, 5)]]
+    feed._commit_done(wait=True)  # e.g. before a rebalance: synchronous, and confirmed
+    assert consumer.commits[-1] == [("t", 0, 5)] and feed.pending.offsets == {}
