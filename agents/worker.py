@@ -94,6 +94,8 @@ class WorkerRuntime:
     #: rows sent, and only sent rows are pruned then. None: by age exactly when this worker does
     #: not relay (``vigil worker`` sets it from the connectors it is configured with).
     outbox_pruned_by_age: bool | None = None
+    #: The one wait for the ledger that every agent's start awaits (one log line, not one per agent).
+    _ledger_wait: asyncio.Task[None] | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
@@ -158,7 +160,13 @@ class WorkerRuntime:
     async def ledger_read(self) -> None:
         """Wait until the ledger reader has read ``vigil.processed-events`` to its end, or for
         ``ledger_wait_s``: events replayed or redelivered at start are then skipped from memory, not
-        claimed again in Postgres one batch at a time. Correctness never depends on it."""
+        claimed again in Postgres one batch at a time. Correctness never depends on it. Every agent
+        awaits the same wait."""
+        if self._ledger_wait is None:
+            self._ledger_wait = asyncio.ensure_future(self._wait_for_ledger())
+        await asyncio.shield(self._ledger_wait)
+
+    async def _wait_for_ledger(self) -> None:
         ledger, wait_s = self.ledger, self.settings.ledger_wait_s
         if ledger is None or ledger.settled.is_set() or wait_s <= 0:
             return

@@ -48,3 +48,13 @@ def test_no_wait_when_told_not_to_or_without_a_ledger() -> None:
     runtime.ledger = None
     asyncio.run(runtime.ledger_read())
     assert time.monotonic() - started < 1
+
+
+def test_every_agent_awaits_one_wait_and_the_worker_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = _runtime(_Reader(), 0.2)
+
+    async def six_agents() -> None:
+        await asyncio.gather(*(runtime.ledger_read() for _ in range(6)))
+
+    asyncio.run(six_agents())
+    assert caplog.text.count("VIGIL_LEDGER_WAIT_S") == 1
