@@ -96,22 +96,33 @@ class PendingCommits:
     read the finished events again, until its next event came. Everything runs on the feed's thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval_s: float = 0.0) -> None:
+        #: Least time between two commits of new offsets (``VIGIL_COMMIT_INTERVAL_MS``).
+        self.interval_s = interval_s
         self.offsets: dict[tuple[str, int], int] = {}
         #: When a failed commit is sent again (``time.monotonic()``); None: no commit failed.
         self.retry_at: float | None = None
+        #: Whether an offset moved since the last commit was sent, and when that was.
+        self.moved = False
+        self.sent_at = float("-inf")
 
     def add(self, ends: dict[tuple[str, int], int]) -> None:
         for here, offset in ends.items():
             if offset > self.offsets.get(here, -1):
                 self.offsets[here] = offset
+                self.moved = True
 
-    def to_send(self, now: float, *, fresh: bool) -> list[TopicPartition]:
-        """What to commit now: everything unconfirmed if new offsets came (``fresh``) or a retry is due."""
-        due = self.retry_at is not None and now >= self.retry_at
-        if not self.offsets or not (fresh or due):
+    def to_send(self, now: float, *, force: bool = False) -> list[TopicPartition]:
+        """What to commit now: everything unconfirmed, if ``force``d, if a retry is due, or if
+        offsets moved and the last commit went out at least ``interval_s`` ago."""
+        if not self.offsets:
+            return []
+        retry = self.retry_at is not None and now >= self.retry_at
+        if not (force or retry or (self.moved and now - self.sent_at >= self.interval_s)):
             return []
         self.retry_at = None
+        self.moved = False
+        self.sent_at = now
         return [TopicPartition(t, p, o) for (t, p), o in self.offsets.items()]
 
     def answered(self, error: KafkaError | None, partitions: Sequence[TopicPartition], now: float) -> bool:
@@ -192,7 +203,7 @@ class BatchFeed:
         self._settings = settings
         self._commits: queue.SimpleQueue[list[TopicPartition]] = queue.SimpleQueue()
         #: Finished offsets not yet confirmed by the broker (the feed's thread only).
-        self.pending = PendingCommits()
+        self.pending = PendingCommits(settings.commit_interval_ms / 1000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -243,7 +254,7 @@ class BatchFeed:
                 self.group,
                 **{
                     "enable.auto.commit": False,
-                    "fetch.wait.max.ms": self._settings.fetch_max_wait_ms,
+                    "fetch.wait.max.ms": self._settings.fetch_wait_ms(faust=False),
                     "queued.max.messages.kbytes": PREFETCH_KB,
                     "on_commit": self._on_commit,
                 },
@@ -413,7 +424,7 @@ class BatchFeed:
             for tp in done:
                 ends[(tp.topic, tp.partition)] = max(tp.offset, ends.get((tp.topic, tp.partition), -1))
         self.pending.add(ends)
-        offsets = self.pending.to_send(time.monotonic(), fresh=bool(ends) or wait)
+        offsets = self.pending.to_send(time.monotonic(), force=wait)
         if not offsets:
             return
         try:

@@ -82,7 +82,7 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
     """A Faust app for Vigil's agents: no web server, in-memory tables, the settings' Kafka."""
     # With batch delivery Faust's consumer reads no agent's topic: an idle fetch every 20 ms would
     # only cost CPU (≈ 7% of a busy worker's samples), so it keeps Faust's own wait.
-    use_fetch_wait(app_id, settings.fetch_max_wait_ms if settings.delivery == "faust" else None)
+    use_fetch_wait(app_id, settings.fetch_wait_ms(faust=True) if settings.delivery == "faust" else None)
     brokers = [f"kafka://{host.strip()}" for host in settings.require_bootstrap().split(",") if host.strip()]
     timeout_s = session_timeout_ms(settings) / 1000
     return faust.App(

@@ -25,7 +25,10 @@ def test_the_worker_consumer_takes_the_fetch_wait_of_its_app(monkeypatch: pytest
 
     assert app_module._create_worker_consumer(thread_of("fetch-wait-a"), None)._fetch_max_wait_ms == 20
     assert app_module._create_worker_consumer(thread_of("another"), None)._fetch_max_wait_ms == 1500
-    assert Settings(kafka_bootstrap="x:1").fetch_max_wait_ms == 20
+    default = Settings(kafka_bootstrap="x:1")
+    assert default.fetch_wait_ms(faust=True) == 20 and default.fetch_wait_ms(faust=False) == 500
+    chosen = Settings(kafka_bootstrap="x:1", fetch_max_wait_ms=50)
+    assert chosen.fetch_wait_ms(faust=True) == chosen.fetch_wait_ms(faust=False) == 50
 
 
 def test_faust_builds_its_worker_consumer_through_vigils_hook() -> None:

@@ -115,7 +115,7 @@ def test_the_worker_feeds_agents_of_one_actor_and_leaves_the_others_to_faust() -
     runtime = SimpleNamespace(settings=settings, feeds={})
     app = build_app(settings, [one, many], runtime)  # type: ignore[arg-type]
     assert set(runtime.feeds) == {"one"} and not isinstance(app.agents["many"].channel, FeedChannel)
-    assert app_module._FETCH_MAX_WAIT_MS["feeds-unit"] == settings.fetch_max_wait_ms
+    assert app_module._FETCH_MAX_WAIT_MS["feeds-unit"] == settings.fetch_wait_ms(faust=True)
 
 
 def test_each_agent_gets_its_consumers_in_its_one_group_each_with_a_faust_agent_of_its_own() -> None:
@@ -198,29 +198,29 @@ def _tp(topic: str, partition: int, offset: int, error: KafkaError | None = None
 def test_a_failed_offset_commit_is_sent_again_without_waiting_for_another_batch() -> None:
     pending = PendingCommits()
     pending.add({("t", 0): 5, ("t", 1): 9})
-    sent = pending.to_send(0.0, fresh=True)
+    sent = pending.to_send(0.0)
     assert {(tp.topic, tp.partition, tp.offset) for tp in sent} == {("t", 0, 5), ("t", 1, 9)}
-    assert pending.to_send(0.1, fresh=False) == [], "nothing new and nothing failed: nothing to send"
+    assert pending.to_send(0.1) == [], "nothing new and nothing failed: nothing to send"
     timeout = KafkaError(KafkaError.REQUEST_TIMED_OUT)
     assert pending.answered(timeout, sent, now=0.2)
     assert not pending.answered(timeout, sent, now=0.3), "one retry is scheduled at a time"
-    assert pending.to_send(0.2 + COMMIT_RETRY_S / 2, fresh=False) == []
-    again = pending.to_send(0.2 + COMMIT_RETRY_S, fresh=False)
+    assert pending.to_send(0.2 + COMMIT_RETRY_S / 2) == []
+    again = pending.to_send(0.2 + COMMIT_RETRY_S)
     assert {(tp.topic, tp.partition, tp.offset) for tp in again} == {("t", 0, 5), ("t", 1, 9)}
     pending.answered(None, again, now=2.0)
-    assert pending.offsets == {} and pending.to_send(9.0, fresh=False) == []
+    assert pending.offsets == {} and pending.to_send(9.0) == []
 
 
 def test_a_commit_answer_confirms_only_what_it_covers() -> None:
     pending = PendingCommits()
     pending.add({("t", 0): 5})
-    first = pending.to_send(0.0, fresh=True)
+    first = pending.to_send(0.0)
     pending.add({("t", 0): 8, ("t", 1): 2})  # a later batch, before the first commit's answer
     pending.add({("t", 0): 7})  # never moves an offset back
     pending.answered(None, first, now=0.1)
     assert pending.offsets == {("t", 0): 8, ("t", 1): 2}, "an older commit's answer confirms no newer offset"
     # One partition refused: it stays, and the commit is retried; the other one is confirmed.
-    sent = pending.to_send(0.2, fresh=True)
+    sent = pending.to_send(0.2)
     answer = [_tp("t", 0, 8), _tp("t", 1, 2, KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))]
     assert pending.answered(None, answer, now=0.3)
     assert pending.offsets == {("t", 1): 2} and len(sent) == 2
@@ -228,13 +228,26 @@ def test_a_commit_answer_confirms_only_what_it_covers() -> None:
     assert not PendingCommits().answered(KafkaError(KafkaError._NO_OFFSET), [], now=0.0)
 
 
+def test_with_an_interval_new_offsets_wait_for_it_and_a_forced_commit_sends_them_at_once() -> None:
+    pending = PendingCommits(interval_s=1.0)
+    pending.add({("t", 0): 5})
+    assert [tp.offset for tp in pending.to_send(10.0)] == [5]
+    pending.add({("t", 0): 9})
+    assert pending.to_send(10.5) == [], "the last commit went out 0.5 s ago"
+    assert [tp.offset for tp in pending.to_send(11.0)] == [9]
+    pending.add({("t", 0): 12})
+    assert [tp.offset for tp in pending.to_send(11.1, force=True)] == [12], "a rebalance or a stop"
+    pending.answered(None, [_tp("t", 0, 12)], now=11.2)
+    assert pending.to_send(20.0) == [] and pending.to_send(20.0, force=True) == []
+
+
 def test_revoked_partitions_are_forgotten_so_a_late_retry_never_moves_their_new_owners_offset_back() -> None:
     pending = PendingCommits()
     pending.add({("t", 0): 5, ("t", 1): 3})
-    sent = pending.to_send(0.0, fresh=True)
+    sent = pending.to_send(0.0)
     pending.answered(KafkaError(KafkaError.REBALANCE_IN_PROGRESS), sent, now=0.0)
     pending.forget([TopicPartition("t", 0)])
-    assert [(tp.topic, tp.partition) for tp in pending.to_send(5.0, fresh=False)] == [("t", 1)]
+    assert [(tp.topic, tp.partition) for tp in pending.to_send(5.0)] == [("t", 1)]
     pending.forget([TopicPartition("t", 1)])
     assert pending.offsets == {} and pending.retry_at is None
 
