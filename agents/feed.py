@@ -9,7 +9,8 @@ of the batch (up to ``batch_size``, within the batch window) taken with ``consum
 C code. The thread puts each batch, as one value, on the agent's Faust channel, a queue of at most
 :data:`QUEUED_BATCHES` batches that Faust's rebalances never clear or suspend. The Faust agent runs
 the unit of work over the batch, then hands the batch's next offsets back to the thread, which
-commits them before it polls again.
+commits them (asynchronously, at most once per ``commit_interval_ms``; before releasing partitions
+and at a stop, synchronously) between its polls.
 
 A partition the agent's group never committed starts where the app's group (Faust's delivery)
 left it, if it did: switching a deployment to batch delivery goes on from where it was instead of

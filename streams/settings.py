@@ -150,7 +150,7 @@ class Settings(BaseSettings):
         description="Milliseconds an agent waits for a batch to fill before it processes what it has.",
     )
     commit_interval_ms: float = Field(
-        0.0,
+        1000.0,
         ge=0,
         le=60_000,
         description=(

@@ -58,14 +58,15 @@ async def _handler(event: Any, ctx: Any) -> None:
     return None
 
 
-def _feed(consumer: Any) -> BatchFeed:
+def _feed(consumer: Any, settings: Settings | None = None) -> BatchFeed:
     app = faust.App("feed-unit", broker="kafka://localhost:1")
     spec = AgentSpec(name="a", topics=("t",), handler=_handler)
 
     async def crash(exc: BaseException) -> None:
         return None
 
-    return BatchFeed(Settings(app_id="app"), spec, FeedChannel(app), crash=crash, consumer=consumer)
+    settings = settings or Settings(app_id="app")
+    return BatchFeed(settings, spec, FeedChannel(app), crash=crash, consumer=consumer)
 
 
 def test_a_batch_out_of_order_stops_the_agent_before_anything_is_committed() -> None:
@@ -285,3 +286,9 @@ def test_a_feed_sends_a_failed_commit_again_while_its_partition_stays_quiet(
     assert consumer.commits == [[("t", 0, 5)], [("t", 0, 5)]]
     feed._commit_done(wait=True)  # e.g. before a rebalance: synchronous, and confirmed
     assert consumer.commits[-1] == [("t", 0, 5)] and feed.pending.offsets == {}
+
+
+def test_feeds_commit_new_offsets_at_most_once_a_second_by_default() -> None:
+    feed = _feed(consumer=object())
+    assert feed.pending.interval_s == 1.0
+    assert _feed(object(), Settings(app_id="app", commit_interval_ms=0)).pending.interval_s == 0.0
