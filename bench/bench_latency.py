@@ -5,7 +5,12 @@ into the source at a steady 1,000 rows/s (``VIGIL_BENCH_LATENCY_RATE``; 10 ms ti
 20 s x scale (at least 5 s), after a warm-up of 200 rows that must have gone all the way through.
 A worker's warm-up starts once its agent's consumer group is stable with all its consumers: the
 second consumer of an agent joins after the first, and the rebalance it causes (every partition
-stops for a moment) is a start-up cost, not the steady state the target is about.
+stops for a moment) is a start-up cost, not the steady state the target is about. After the
+warm-up the steady rows wait for a quiet machine (:func:`bench.procs.wait_quiet`: under 0.6 of a
+core busy for 3 s in a row, 90 s at most; the wait is printed): right after ``bench cdc``, or with
+no pause after the warm-up, the first seconds had the run's worst latencies (p99 350 and 444 ms in
+two runs, the other seconds under 140 ms), and with it three runs after ``bench cdc`` gave
+47.5, 47.5 and 50.3 ms, each after the shortest wait (3 s).
 For every source row the variant writes one sink row with the same id, and the latency of a row is
 ``sink committed_at - source committed_at``, both Postgres timestamps of the same server:
 
@@ -209,8 +214,13 @@ def _run_variant(
             _insert(conn, source, 1, WARMUP_ROWS)
             _wait_sunk(conn, sink, WARMUP_ROWS, proc, log, variant.label)
             first = WARMUP_ROWS + 1
+            waited = procs.wait_quiet()
             # The time, to line the run up with the worker's log (its assignments, say).
-            print(f"    steady rows from {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
+            print(
+                f"    steady rows from {time.strftime('%H:%M:%S', time.gmtime())} UTC "
+                f"(after {waited:.0f} s waiting for a quiet machine)",
+                flush=True,
+            )
             cpu0 = procs.cpu_seconds(proc.pid)
             last, achieved = _steady(conn, source, first, rate, seconds)
             _wait_sunk(conn, sink, last, proc, log, variant.label)

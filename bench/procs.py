@@ -136,6 +136,36 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """CPU seconds all cores spent busy (not idle, not waiting for I/O) and in all, from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle = fields[3] + fields[4]
+    return (total - idle) / ticks, total / ticks
+
+
+def busy_cores(window_s: float) -> float:
+    """How many cores' worth of CPU the whole machine used over the next ``window_s`` seconds."""
+    busy0, _ = machine_busy_seconds()
+    time.sleep(window_s)
+    busy1, _ = machine_busy_seconds()
+    return (busy1 - busy0) / window_s
+
+
+def wait_quiet(max_cores: float = 0.6, quiet_s: int = 3, timeout: float = 90.0) -> float:
+    """Wait until the machine used less than ``max_cores`` for ``quiet_s`` seconds in a row, at most
+    ``timeout``; return the seconds waited. A benchmark run right after another one otherwise pays
+    for what the one before left behind: after ``bench cdc``'s bulk inserts the broker's and
+    Connect's JVMs used about a fifth of a core each for tens of seconds, and the first seconds of
+    ``bench latency`` had its worst latencies."""
+    started = time.monotonic()
+    calm = 0
+    while calm < quiet_s and time.monotonic() - started < timeout:
+        calm = calm + 1 if busy_cores(1.0) < max_cores else 0
+    return time.monotonic() - started
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a live process (``VmRSS`` in ``/proc/<pid>/status``); 0 when unknown."""
     try:
