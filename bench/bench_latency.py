@@ -7,10 +7,10 @@ A worker's warm-up starts once its agent's consumer group is stable with all its
 second consumer of an agent joins after the first, and the rebalance it causes (every partition
 stops for a moment) is a start-up cost, not the steady state the target is about. After the
 warm-up the steady rows wait for a quiet machine (:func:`bench.procs.wait_quiet`: under 0.6 of a
-core busy for 3 s in a row, 90 s at most; the wait is printed): right after ``bench cdc``, or with
-no pause after the warm-up, the first seconds had the run's worst latencies (p99 350 and 444 ms in
-two runs, the other seconds under 140 ms), and with it three runs after ``bench cdc`` gave
-47.5, 47.5 and 50.3 ms, each after the shortest wait (3 s).
+core busy for 3 s in a row, 90 s at most; the wait is printed). Right after ``bench cdc``, with no
+pause after the warm-up, a full run's first six seconds held its worst latencies (p99 350 ms, the
+other seconds mostly under 140 ms), and a ``bench cdc latency`` run gave p99 444 ms; with the wait,
+three such runs gave 47.5, 47.5 and 50.3 ms, each after the shortest wait (3 s).
 For every source row the variant writes one sink row with the same id, and the latency of a row is
 ``sink committed_at - source committed_at``, both Postgres timestamps of the same server:
 
