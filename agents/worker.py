@@ -620,9 +620,8 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
             continue
         channel = app.topic(*spec.topics, key_serializer="raw", value_serializer="raw")
         app.agent(channel, name=spec.name, concurrency=spec.concurrency)(_agent_body(app, spec, runtime))
-        use_fetch_wait(
-            app.conf.id, settings.fetch_wait_ms(faust=True)
-        )  # Faust's consumer reads this agent's topics
+        # Faust's consumer reads this agent's topics.
+        use_fetch_wait(app.conf.id, settings.fetch_wait_ms(faust=True))
 
     async def start_runtime() -> None:
         # After Faust configured logging: it leaves the root logger at DEBUG (its spinner; ~15% of
