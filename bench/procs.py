@@ -24,7 +24,8 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from ops import migrations
-from streams.lag import describe_group, quiet_admin
+from streams.kafka import make_admin
+from streams.lag import describe_group
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,21 +137,18 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def machine_busy_seconds() -> tuple[float, float]:
-    """CPU seconds all cores spent busy (not idle, not waiting for I/O) and in all, from ``/proc/stat``."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
-    idle = fields[3] + fields[4]
-    return (total - idle) / ticks, total / ticks
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle, not waiting for I/O) since boot, from ``/proc/stat``."""
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def busy_cores(window_s: float) -> float:
     """How many cores' worth of CPU the whole machine used over the next ``window_s`` seconds."""
-    busy0, _ = machine_busy_seconds()
+    before = machine_busy_seconds()
     time.sleep(window_s)
-    busy1, _ = machine_busy_seconds()
-    return (busy1 - busy0) / window_s
+    return (machine_busy_seconds() - before) / window_s
 
 
 def wait_quiet(max_cores: float = 0.6, quiet_s: int = 3, timeout: float = 90.0) -> float:
@@ -288,7 +286,7 @@ def wait_group_settled(settings: Settings, group: str, members: int, timeout: fl
     """Wait until consumer group ``group`` is stable with ``members`` members. A worker's consumers
     join one after the other, and the group rebalances when the last one joins (about a second
     after the first was given the partitions): a steady-state measure starts after that."""
-    admin = quiet_admin(settings)
+    admin = make_admin(settings, quiet=True)
     deadline = time.monotonic() + timeout
     seen = "not described"
     while time.monotonic() < deadline:

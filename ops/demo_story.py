@@ -54,7 +54,8 @@ from streams.demo_script import (
     SummaryRow,
     empty_rows,
 )
-from streams.lag import describe_group, quiet_admin
+from streams.kafka import make_admin
+from streams.lag import describe_group
 from streams.settings import Settings
 from streams.watch import ABSENCE, alert_fingerprint, alert_key
 
@@ -91,7 +92,7 @@ def wait_until_agents_listen(story: Story) -> None:
     group = consumer_group(story.settings, ORDER_AGENT)
     story.say(f"waiting for the worker's agents to join consumer group {group} …")
 
-    admin = quiet_admin(story.settings)
+    admin = make_admin(story.settings, quiet=True)
 
     def assigned() -> bool:
         try:

@@ -45,8 +45,13 @@ def session_timeout_ms(settings: Settings) -> int:
     return settings.kafka_session_timeout_ms or DEFAULT_SESSION_TIMEOUT_MS
 
 
-def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+def make_admin(settings: Settings, *, quiet: bool = False) -> AdminClient:
+    """An admin client; ``quiet``: librdkafka logs warnings and worse only (at its default level it
+    prints an informational line about its background queue, in the middle of the demo's story)."""
+    conf = client_config(settings)
+    if quiet:
+        conf["log_level"] = 4
+    return AdminClient(conf)
 
 
 def make_producer(settings: Settings, **extra: Any) -> Producer:

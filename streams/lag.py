@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.kafka import client_config, make_consumer
+from streams.kafka import make_consumer
 from streams.settings import Settings
 
 
@@ -47,12 +47,6 @@ class GroupView:
     @property
     def stable(self) -> bool:
         return self.state == ConsumerGroupState.STABLE
-
-
-def quiet_admin(settings: Settings) -> AdminClient:
-    """An admin client that logs warnings and worse only: at its default level librdkafka prints an
-    informational line about its background queue (in the middle of the demo's story)."""
-    return AdminClient({**client_config(settings), "log_level": 4})
 
 
 def describe_group(admin: AdminClient, group: str, timeout: float = 5.0) -> GroupView:
