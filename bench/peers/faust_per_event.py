@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from typing import Any
 
 import faust
@@ -29,13 +30,14 @@ from bench.peers.work import (
 )
 
 
-def build(args: Any) -> faust.App:
+def build(args: Any, datadir: str) -> faust.App:
     app = faust.App(
         args.group,
         broker=f"kafka://{args.bootstrap}",
         broker_heartbeat_interval=1,
         web_enabled=False,
         store="memory://",
+        datadir=datadir,
         consumer_auto_offset_reset="earliest",
     )
     topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
@@ -69,9 +71,12 @@ def build(args: Any) -> faust.App:
 
 
 def main() -> None:
-    app = build(peer_arguments(__doc__))
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    args = peer_arguments(__doc__)
+    # Faust makes ``<app>-data/`` in the working directory unless told otherwise.
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-faust-") as datadir:
+        app = build(args, datadir)
+        worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+        worker.execute_from_commandline()
 
 
 if __name__ == "__main__":
