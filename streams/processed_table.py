@@ -244,13 +244,21 @@ class ProcessedTable:
 
     def _add(self, d: bytes) -> None:
         home = self._home(d)
+        o = home * SLOT
         newer, older = self._gens
-        hit, free = newer.locate(d, home)
-        if hit >= 0:
-            return
-        offset = older.find(d, home)
-        if offset >= 0:  # added again: moves to the newer generation, as move_to_end did
-            older.delete(offset)
+        # Most digests find their home slot empty (a generation is at most MAX_LOAD full): then they
+        # are not stored there, and that slot is theirs; the probing methods are for the others.
+        if newer.buf.startswith(EMPTY, o):
+            free = o
+        else:
+            hit, free = newer.locate(d, home)
+            if hit >= 0:
+                return
+        # An older generation without live digests holds none to move (deletion marks at most).
+        if older.live and not older.buf.startswith(EMPTY, o):
+            offset = older.find(d, home)
+            if offset >= 0:  # added again: moves to the newer generation, as move_to_end did
+                older.delete(offset)
         if newer.used >= newer.limit:  # full: the older generation's keys are dropped, it is reused
             self._drop(older)
             newer, older = older, newer
@@ -284,7 +292,13 @@ class ProcessedTable:
     def known_digest(self, d: bytes) -> bool:
         """:meth:`known` for a key's :func:`digest`."""
         home = int.from_bytes(d, "little") % self._slots
-        for gen in self._gens:  # noqa: SIM110 (any() over a generator is slower on this hot path)
-            if gen.find(d, home) >= 0:
+        o = home * SLOT
+        for gen in self._gens:
+            buf = gen.buf
+            # The home slot first, inline (one lookup per event): it holds ``d``, or is empty (then
+            # ``d`` is not in this generation: a probe never passes an empty slot), most of the time.
+            if buf.startswith(d, o):
+                return True
+            if not buf.startswith(EMPTY, o) and gen.find(d, home) >= 0:
                 return True
         return False
