@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from agents.context import Wakeup
-from agents.copy_text import copy_text, timestamp_text
+from agents.copy_text import copy_text, text_array, timestamp_text
 from agents.outbox_mapping import OutboxRow, dumps_payload
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ async def claim(driver: Any, agent: str, run_ids: Mapping[str, uuid.UUID | str])
     of the same id waits for this transaction, then sees the conflict.
     """
     ids = sorted(run_ids)
-    # The run ids as one uuid[] literal (UUIDs need no quoting in one): a parameter, not 500.
+    # Both arrays as one literal each (UUIDs need no quoting in one): psycopg would dump 500 elements.
     runs = "{" + ",".join([str(run_ids[i]) for i in ids]) + "}"
     cur = await driver.execute(
         "INSERT INTO vigil.processed_events (agent, event_id, run_id) "
         "SELECT %s, e, r FROM unnest(%s::text[], %s::uuid[]) AS t(e, r) "
         "ON CONFLICT DO NOTHING RETURNING event_id",
-        (agent, ids, runs),
+        (agent, text_array(ids), runs),
     )
     return {row[0] for row in await cur.fetchall()}
 

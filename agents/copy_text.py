@@ -6,6 +6,9 @@ and backslash, newline, carriage return and tab inside a value written as ``\\\\
 ``write_row`` per row (an awaited call, a dumper per value). The values of the unit of work almost
 never hold a character to escape, so that is checked once over the batch's text, by counting.
 
+The ids a batch claims go to Postgres as one ``text[]`` literal (:func:`text_array`), for the same
+reason: psycopg dumps a list element by element, each checked by a regular expression.
+
 The run ids and times of a batch are made as text directly: version-4 UUIDs from one
 ``os.urandom`` call per batch (not one per event), and times from ``time.time_ns()`` (not a
 ``datetime`` per event, formatted again for ``COPY``).
@@ -52,6 +55,17 @@ def copy_text(rows: Sequence[Sequence[str | None]], columns: int) -> str | None:
     lines = ["\t".join([NULL if v is None else v.translate(_ESCAPES) for v in row]) for row in rows]
     lines.append("")
     return "\n".join(lines)
+
+
+def text_array(values: Sequence[str]) -> str:
+    """The ``text[]`` input of ``values``: every element double-quoted, so commas, braces, blanks
+    and ``NULL`` stay text; ``"`` and ``\\`` inside one are escaped (checked once over the batch)."""
+    if not values:
+        return "{}"
+    joined = '","'.join(values)
+    if "\\" in joined or joined.count('"') != 2 * (len(values) - 1):
+        joined = '","'.join([v.replace("\\", "\\\\").replace('"', '\\"') for v in values])
+    return '{"' + joined + '"}'
 
 
 #: The last second formatted: (its seconds since the epoch, its text up to the decimal point). One

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.copy_text import copy_text, random_uuids, timestamp_text
+from agents.copy_text import copy_text, random_uuids, text_array, timestamp_text
 
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t"}
 
@@ -91,3 +91,41 @@ def test_random_uuids_are_version_4() -> None:
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
     assert random_uuids(0) == []
+
+
+def parse_array(literal: str) -> list[str]:
+    """Read a one-dimensional ``text[]`` literal of quoted elements back as Postgres does."""
+    assert literal[0] == "{" and literal[-1] == "}"
+    values: list[str] = []
+    body, i = literal[1:-1], 0
+    while i < len(body):
+        assert body[i] == '"', literal
+        i += 1
+        value: list[str] = []
+        while body[i] != '"':
+            if body[i] == "\\":
+                i += 1
+            value.append(body[i])
+            i += 1
+        values.append("".join(value))
+        i += 1
+        if i < len(body):
+            assert body[i] == ",", literal
+            i += 1
+    return values
+
+
+def test_text_array_quotes_every_element() -> None:
+    assert text_array(["a", "b c", "NULL", "x,y", "{z}"]) == '{"a","b c","NULL","x,y","{z}"}'
+    assert text_array([]) == "{}"
+
+
+@pytest.mark.parametrize("value", ['say "hi"', "back\\slash", '\\"', '"', "\\", "", "é ✓"])
+def test_text_array_escapes_quotes_and_backslashes(value: str) -> None:
+    values = ["plain", value, "after"]
+    assert parse_array(text_array(values)) == values
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00")), min_size=1))
+def test_text_array_reads_back_as_the_values(values: list[str]) -> None:
+    assert parse_array(text_array(values)) == values

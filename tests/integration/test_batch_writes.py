@@ -1,0 +1,49 @@
+"""The unit of work's SQL against the real Postgres: ids of any shape are claimed as they are."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+
+from agents import batch_writes
+from agents.copy_text import text_array
+
+pytestmark = pytest.mark.integration
+
+ODD_IDS = [
+    "plain",
+    "with,comma",
+    "{braces}",
+    "  blanks  ",
+    "NULL",
+    'a "quoted" id',
+    "back\\slash",
+    'ends with \\"',
+    "é ünïcode ✓",
+    "tab\tand\nnewline",
+]
+
+
+def test_a_text_array_literal_reads_back_as_its_values(fresh_database: str) -> None:
+    with psycopg.connect(fresh_database) as conn:
+        assert conn.execute("SELECT %s::text[]", (text_array(ODD_IDS),)).fetchone() == (ODD_IDS,)
+
+
+def test_claim_takes_odd_ids_once_each(fresh_database: str) -> None:
+    async def claim_twice() -> tuple[set[str], set[str]]:
+        async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:
+            first = await batch_writes.claim(conn, "agent", {e: uuid.uuid4() for e in ODD_IDS})
+            again = await batch_writes.claim(conn, "agent", {e: uuid.uuid4() for e in [*ODD_IDS, "new"]})
+            return first, again
+
+    first, again = asyncio.run(claim_twice())
+    assert first == set(ODD_IDS)
+    assert again == {"new"}
+    with psycopg.connect(fresh_database) as conn:
+        stored = [
+            r[0] for r in conn.execute("SELECT event_id FROM vigil.processed_events WHERE agent = 'agent'")
+        ]
+    assert sorted(stored) == sorted([*ODD_IDS, "new"])
