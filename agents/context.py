@@ -25,24 +25,29 @@ if TYPE_CHECKING:
 
 #: Namespace for ids derived from an input event: the same input always yields the same ids.
 _OUTPUT_NAMESPACE = uuid.UUID("8c2e0f5e-5f4b-4a59-9a53-7d1f4b0e6a21")
-#: SHA-1 of the namespace, copied for each id (``uuid.uuid5`` hashes it again every time).
-_NAMESPACE_SHA1 = hashlib.sha1(_OUTPUT_NAMESPACE.bytes, usedforsecurity=False)
+_NAMESPACE_BYTES = _OUTPUT_NAMESPACE.bytes
 #: What ``uuid.UUID(..., version=5)`` clears and sets: the variant and version bits.
 _V5_CLEAR = ~(0xC000 << 48 | 0xF000 << 64)
 _V5_SET = 0x8000 << 48 | 5 << 76
+#: The setters of ``uuid.UUID``'s two slots (``UUID`` refuses ``setattr``; ``__init__`` uses these).
+_SET_INT = uuid.UUID.__dict__["int"].__set__
+_SET_IS_SAFE = uuid.UUID.__dict__["is_safe"].__set__
+_SHA1 = hashlib.sha1
+_UNKNOWN = uuid.SafeUUID.unknown
 
 
 def derived_id(event_id: str, agent: str, kind: str, index: int) -> uuid.UUID:
     """A UUID stable for (event, agent, kind, n): redelivery and replay produce the same id.
 
     ``uuid.uuid5(_OUTPUT_NAMESPACE, "<agent>\\x1f<event_id>\\x1f<kind>\\x1f<n>")``, computed as
-    uuid5 does, without hashing the namespace again and without ``UUID.__init__``'s checks (the
-    object is made as ``UUID.__init__`` ends: its ``int`` and ``is_safe`` set), once per emit."""
-    sha = _NAMESPACE_SHA1.copy()
-    sha.update(f"{agent}\x1f{event_id}\x1f{kind}\x1f{index}".encode())
+    uuid5 does (SHA-1 of the namespace's bytes and the name's), without ``UUID.__init__``'s checks:
+    the object is made as ``UUID.__init__`` ends, its ``int`` and ``is_safe`` slots set. Once per
+    emit, so every call counts (≈1.5 µs against uuid5's ≈3.3)."""
+    name = f"{agent}\x1f{event_id}\x1f{kind}\x1f{index}".encode()
+    digest = _SHA1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
     made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", (int.from_bytes(sha.digest()[:16]) & _V5_CLEAR) | _V5_SET)
-    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    _SET_INT(made, (int.from_bytes(digest[:16]) & _V5_CLEAR) | _V5_SET)
+    _SET_IS_SAFE(made, _UNKNOWN)
     return made
 
 
