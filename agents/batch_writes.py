@@ -92,14 +92,17 @@ async def write_outbox(driver: Any, rows: Sequence[tuple[OutboxRow, str]]) -> No
     """
     if not rows:
         return
+    # A savepoint, so that a conflict undoes only the COPY. It is not released: the commit ends it,
+    # and a RELEASE would be one more round trip per batch.
+    await driver.execute("SAVEPOINT vigil_outbox_copy")
     try:
-        async with driver.transaction():  # a savepoint: a conflict undoes only the COPY
-            await _copy_outbox(driver, rows)
+        await _copy_outbox(driver, rows)
         return
     except Exception as exc:
         if getattr(exc, "sqlstate", None) != "23505":  # unique_violation
             raise
         conflict = exc
+    await driver.execute("ROLLBACK TO SAVEPOINT vigil_outbox_copy")
     log.warning("outbox ids already present (%s); inserting the others only", conflict)
     tuples = [_outbox_tuple(row, event_id) for row, event_id in rows]
     columns = list(zip(*tuples, strict=True))

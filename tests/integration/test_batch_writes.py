@@ -10,6 +10,7 @@ import pytest
 
 from agents import batch_writes
 from agents.copy_text import text_array
+from agents.outbox_mapping import OutboxRow
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +48,24 @@ def test_claim_takes_odd_ids_once_each(fresh_database: str) -> None:
             r[0] for r in conn.execute("SELECT event_id FROM vigil.processed_events WHERE agent = 'agent'")
         ]
     assert sorted(stored) == sorted([*ODD_IDS, "new"])
+
+
+def test_outbox_rows_written_before_are_skipped_and_the_transaction_goes_on(fresh_database: str) -> None:
+    def row(n: int) -> OutboxRow:
+        return OutboxRow(uuid.UUID(int=n), "orders", f"key-{n}", "orders", {"n": n}, trace_id="t")
+
+    async def write(numbers: list[int], then_claim: str) -> None:
+        async with await psycopg.AsyncConnection.connect(fresh_database) as conn, conn.transaction():
+            await batch_writes.write_outbox(conn, [(row(n), f"evt-{n}") for n in numbers])
+            # The conflict was undone alone: the same transaction still takes writes, and commits.
+            assert await batch_writes.claim(conn, "agent", {then_claim: uuid.uuid4()}) == {then_claim}
+
+    asyncio.run(write([1, 2], "a"))
+    asyncio.run(write([2, 3, 1, 4], "b"))
+    with psycopg.connect(fresh_database) as conn:
+        stored = conn.execute(
+            "SELECT aggregateid, source_event_id FROM vigil.outbox ORDER BY aggregateid"
+        ).fetchall()
+        claimed = conn.execute("SELECT event_id FROM vigil.processed_events ORDER BY event_id").fetchall()
+    assert stored == [(f"key-{n}", f"evt-{n}") for n in (1, 2, 3, 4)]
+    assert claimed == [("a",), ("b",)]
