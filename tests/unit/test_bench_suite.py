@@ -287,3 +287,23 @@ def test_a_run_of_some_benchmarks_keeps_the_whole_suites_record() -> None:
     assert run_record_name(list(SUITE)) == "latest"
     assert run_record_name([*SUITE, "drift"]) == "latest"
     assert run_record_name(["agents"]) == "latest-named"
+
+
+def test_uow_runs_only_when_named_and_reports_medians_and_the_baselines_ratio() -> None:
+    from bench import bench_uow
+    from bench.__main__ import SUITE, discover
+
+    assert "uow" in discover() and "uow" not in SUITE
+
+    def run(cpu: float) -> dict[str, float]:
+        return {"process_us": cpu, **{f"{step}_us": cpu / 4 for step in bench_uow.STEPS}}
+
+    runs = {bench_uow.THIS: [run(60), run(40), run(50)], bench_uow.BASELINE: [run(100), run(80), run(70)]}
+    rows = {(r.variant, r.metric): r for r in bench_uow.rows_of(runs, 10, "/tmp/base")}
+    assert rows[(bench_uow.THIS, "CPU per event")].value == 50
+    assert rows[(bench_uow.THIS, "CPU per event")].notes.startswith("median of 3 runs of 5,000 events")
+    assert rows[(bench_uow.BASELINE, "unit of work CPU")].value == 20
+    assert rows[(bench_uow.THIS, "CPU per event vs baseline")].ratio == 50 / 80
+    assert (bench_uow.THIS, "CPU per event vs baseline") not in {
+        (r.variant, r.metric) for r in bench_uow.rows_of({bench_uow.THIS: runs[bench_uow.THIS]}, 10, None)
+    }
