@@ -135,11 +135,6 @@ def event_id_of(parts: MessageParts) -> str:
     return offset_event_id(parts.topic, parts.partition, parts.offset, parts.topic_id)
 
 
-def trace_id_of(parts: MessageParts) -> str:
-    header = parts.headers.get(TRACE_ID_HEADER)
-    return header.decode("utf-8", errors="replace") if header else event_id_of(parts)
-
-
 @dataclass(frozen=True)
 class EventView:
     """Fields every view has."""
@@ -220,10 +215,12 @@ def _debezium_payload(document: Any) -> Any:
 
 
 def _position(parts: MessageParts) -> dict[str, Any]:
-    """The fields every view shares."""
+    """The fields every view shares. The trace id is the ``vigil-trace-id`` header, else the event's id."""
+    event_id = event_id_of(parts)
+    trace = parts.headers.get(TRACE_ID_HEADER)
     return {
-        "event_id": event_id_of(parts),
-        "trace_id": trace_id_of(parts),
+        "event_id": event_id,
+        "trace_id": trace.decode("utf-8", errors="replace") if trace else event_id,
         "topic": parts.topic,
         "partition": parts.partition,
         "offset": parts.offset,

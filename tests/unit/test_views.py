@@ -30,6 +30,15 @@ def test_event_id_comes_from_the_header_else_the_position() -> None:
     assert event_id_of(parts("x", b"1")) == "x/2/41"
 
 
+def test_a_views_trace_id_is_its_header_else_the_event_id() -> None:
+    traced = view_of(parts("x", b"1", vigil_event_id=b"abc", vigil_trace_id=b"t-1"))
+    assert traced is not None and (traced.event_id, traced.trace_id) == ("abc", "t-1")
+    untraced = view_of(parts("x", b"1", vigil_event_id=b"abc"))
+    assert untraced is not None and (untraced.event_id, untraced.trace_id) == ("abc", "abc")
+    by_position = view_of(parts("x", b"1"))
+    assert by_position is not None and (by_position.event_id, by_position.trace_id) == ("x/2/41", "x/2/41")
+
+
 def test_debezium_change_event_with_and_without_the_schema_envelope() -> None:
     payload = {"op": "u", "before": {"id": 1, "s": "a"}, "after": {"id": 1, "s": "b"}, "source": {"lsn": 7}}
     for value in (payload, {"schema": {}, "payload": payload}):
