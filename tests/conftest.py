@@ -127,6 +127,7 @@ LONG_FILES = {
     "test_demo.py": 70,
     "test_agents_consumers.py": 60,
     "test_sinks.py": 50,
+    "test_agents_broker_restart.py": 45,
     "test_registry.py": 45,
     "test_relay_process.py": 45,
     "test_watch_absence.py": 45,
