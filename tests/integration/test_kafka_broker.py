@@ -15,21 +15,21 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
 from ops.services import stack as stack_mod
 from streams.catalog import CATALOG, PROCESSED_EVENTS, TopicSpec
 from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings, load_settings
 from streams.topics import ensure_topics
+from tests.integration.workers import until_coordinator_ready
 
 pytestmark = pytest.mark.integration
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
-T = TypeVar("T")
 
 
 def _vigil(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,12 +70,6 @@ def _end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, i
 
 
 RECORDS = 20_000
-#: What a group coordinator answers while __consumer_offsets is being created or loaded.
-COORDINATOR_NOT_READY = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-}
 
 
 @pytest.mark.timeout(300)
@@ -141,19 +135,6 @@ def test_kill_9_of_the_broker_loses_no_acknowledged_record(throwaway_home: Path)
         assert seq > last_by_key.get(key, -1), f"key {key!r}: {seq} after {last_by_key[key]}"
         last_by_key[key] = seq
     assert len(got) == RECORDS, "the idempotent producer wrote no duplicate"
-
-
-def until_coordinator_ready(call: Callable[[], T], timeout: float = 60.0) -> T:
-    """``call()``, retried while the group coordinator is not ready (a broker that just started
-    creates or loads __consumer_offsets first): clients retry these errors."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            if exc.args[0].code() not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 @pytest.mark.timeout(300)

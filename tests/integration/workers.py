@@ -10,8 +10,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
+from confluent_kafka import KafkaError, KafkaException
 
 from agents.feed import consumer_group
 from ops.services.procs import free_port
@@ -20,6 +22,7 @@ from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 VIGIL = str(Path(sys.executable).parent / "vigil")
+T = TypeVar("T")
 
 
 def start_worker(
@@ -254,6 +257,27 @@ def agent_group(app_id: str, agent: str, delivery: str = DEFAULT_DELIVERY) -> st
     return consumer_group(Settings(app_id=app_id, delivery=delivery), agent)  # type: ignore[arg-type]
 
 
+#: What a group coordinator answers while __consumer_offsets is being created or loaded.
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
+def until_coordinator_ready(call: Callable[[], T], timeout: float = 60.0) -> T:
+    """``call()``, retried while the group coordinator is not ready (a broker that just started
+    creates or loads __consumer_offsets first): clients retry these errors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def group_caught_up(stack: Settings, group: str, topic: str) -> bool:
     """True when ``group`` has committed, on every partition of ``topic``, the end of the partition:
     everything there was consumed and acked, so nothing more is on its way to the database."""
@@ -265,7 +289,8 @@ def group_caught_up(stack: Settings, group: str, topic: str) -> bool:
     try:
         metadata = probe.list_topics(topic, timeout=10)
         partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
-        committed = probe.committed(partitions, timeout=10)
+        # Right after a broker restart the coordinator may still be loading the group's offsets.
+        committed = until_coordinator_ready(lambda: probe.committed(partitions, timeout=10))
         for tp in committed:
             _low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
             if tp.offset < high:
