@@ -5,7 +5,7 @@ whole worker (feeds, Faust, the ledger reader), so that a change to the hot path
 its own. Each run is a child process (:mod:`bench.uow_child`) on a fresh database of the stack:
 ``ROUNDS`` runs of ``BATCHES`` batches of 500 route-agent events, after ``WARMUP`` batches. Rows:
 the median CPU per event of the process, and of each step on the event loop's thread (prepare,
-unit of work, table of processed events, ledger records).
+unit of work, and the rest of ``commit_batch``: the table of processed events, the ledger records).
 
 ``VIGIL_BENCH_BASELINE_TREE=<another checkout>`` runs that checkout's hot path too, its runs
 interleaved with this one's (the machine's speed drifts by tens of percent within minutes), and
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench import procs
 from bench.common import BenchContext, Measurement
+from bench.uow_child import STEPS
 from streams.settings import Settings
 
 BENCH = "uow"
@@ -36,13 +37,14 @@ BATCHES = 40
 WARMUP = 5
 #: Batches processed under valgrind (it runs ≈ 50x slower): one warm-up, then these.
 VALGRIND_BATCHES = 10
-STEPS = ("prepare", "unit of work", "table", "ledger records")
 THIS = "this checkout"
 BASELINE = "baseline tree"
 CHILD = Path(__file__).with_name("uow_child.py")
 
 
-def _child(tree: Path, settings_env: dict[str, str], db_url: str, argv: list[str], prefix: list[str]) -> str:
+def _child(
+    tree: Path, settings_env: dict[str, str], db_url: str, argv: list[str], prefix: list[str]
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(settings_env)
     env["PYTHONPATH"] = str(tree)
@@ -54,7 +56,7 @@ def _child(tree: Path, settings_env: dict[str, str], db_url: str, argv: list[str
     done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"bench.uow_child failed ({tree}): {done.stderr[-2000:]}")
-    return done.stdout + done.stderr
+    return done
 
 
 def _one_run(tree: Path, settings_env: dict[str, str], settings: Settings, batches: int) -> dict[str, float]:
@@ -64,7 +66,7 @@ def _one_run(tree: Path, settings_env: dict[str, str], settings: Settings, batch
         out = _child(tree, settings_env, db_url, ["--batches", str(batches), "--warmup", str(WARMUP)], [])
     finally:
         procs.drop_database(settings, name)
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _instructions(tree: Path, settings_env: dict[str, str], settings: Settings) -> float:
@@ -79,9 +81,9 @@ def _instructions(tree: Path, settings_env: dict[str, str], settings: Settings) 
             out = _child(tree, settings_env, db_url, argv, prefix)
         finally:
             procs.drop_database(settings, name)
-        found = re.search(r"I\s+refs:\s+([\d,]+)", out)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
         if found is None:
-            raise RuntimeError(f"no instruction count in valgrind's output: {out[-1000:]}")
+            raise RuntimeError(f"no instruction count in valgrind's output: {out.stderr[-1000:]}")
         counts.append(int(found.group(1).replace(",", "")))
     return (counts[1] - counts[0]) / ((VALGRIND_BATCHES + 1) * 500)
 
