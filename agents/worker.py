@@ -27,6 +27,7 @@ from agents.db import as_engine, async_engine, installation_id
 from agents.feed import QUEUED_BATCHES, BatchFeed, FeedBatch, FeedChannel
 from agents.gc_watch import SlowCollections
 from agents.ledger import LedgerReader, ProcessedTable
+from agents.loop_watch import LoopWatch
 from agents.metrics import Metrics
 from agents.outputs import KafkaOutputs
 from agents.prune import prune_all
@@ -97,6 +98,8 @@ class WorkerRuntime:
     outbox_pruned_by_age: bool | None = None
     #: The one wait for the ledger that every agent's start awaits (one log line, not one per agent).
     _ledger_wait: asyncio.Task[None] | None = None
+    #: Logs the event loop standing still (:mod:`agents.loop_watch`), from :meth:`start`.
+    loop_watch: LoopWatch | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, read_ledger: bool = True) -> WorkerRuntime:
@@ -183,7 +186,10 @@ class WorkerRuntime:
             )
 
     def start(self) -> None:
-        self.started_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
+        self.loop_watch = LoopWatch(loop)
+        self.loop_watch.start()
         if self.ledger is not None:
             self.ledger.start()
         if self.relay is not None:
@@ -225,6 +231,8 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         self._stop.set()
+        if self.loop_watch is not None:
+            self.loop_watch.stop()
         feeds = [feed for agent_feeds in self.feeds.values() for feed in agent_feeds]
         for feed in feeds:
             feed.stop()

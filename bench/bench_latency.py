@@ -253,12 +253,15 @@ def _run_variant(
 
 
 #: A row's way, from the times the agent's outbox payload carries (:mod:`bench.agentmods.sink`):
-#: its commit, Debezium reading it (``ts_ms``), the handler running, the unit of work committing.
+#: its commit, Debezium reading it (``ts_ms``), Kafka Connect's producer taking it (the message's create
+#: time), the handler running, the unit of work committing.
 _STAGES_SQL = """
 SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (o.payload->>'debezium_ms')::float8
            - extract(epoch FROM s.committed_at) * 1000),
-       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (o.payload->>'handled_ms')::float8
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (o.payload->>'kafka_ms')::float8
            - (o.payload->>'debezium_ms')::float8),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (o.payload->>'handled_ms')::float8
+           - (o.payload->>'kafka_ms')::float8),
        percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM k.committed_at) * 1000
            - (o.payload->>'handled_ms')::float8)
 FROM public.{source} s JOIN public.{sink} k USING (id)
@@ -273,7 +276,12 @@ def _stages(conn: psycopg.Connection[Any], source: str, sink: str, first: int) -
     ).fetchone()
     if row is None or row[0] is None:
         return ""
-    names = ("commit → Debezium read", "→ handler (Kafka, Faust, batch window)", "→ unit of work committed")
+    names = (
+        "commit → Debezium read",
+        "→ Connect's producer",
+        "→ handler (Kafka, the feed or Faust, batch window)",
+        "→ unit of work committed",
+    )
     return "; ".join(f"{name} {q[0]:.0f}/{q[1]:.0f}" for name, q in zip(names, row, strict=True))
 
 

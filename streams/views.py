@@ -145,6 +145,9 @@ class EventView:
     partition: int
     offset: int
     headers: Headers
+    #: The message's Kafka timestamp (the producer's create time, or the broker's append time if the
+    #: topic says so), in milliseconds since the epoch; None if the message has none.
+    timestamp_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ def _position(parts: MessageParts) -> dict[str, Any]:
         "partition": parts.partition,
         "offset": parts.offset,
         "headers": parts.headers,
+        "timestamp_ms": parts.timestamp_ms,
     }
 
 

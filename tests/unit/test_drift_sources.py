@@ -30,6 +30,7 @@ def change(after: dict[str, Any] | None, *, source_ts: int | None = 1_700_000_00
         partition=0,
         offset=0,
         headers={},
+        timestamp_ms=None,
         op="c" if after is not None else "d",
         before=None,
         after=after,

@@ -39,6 +39,17 @@ def test_a_views_trace_id_is_its_header_else_the_event_id() -> None:
     assert by_position is not None and (by_position.event_id, by_position.trace_id) == ("x/2/41", "x/2/41")
 
 
+def test_a_view_carries_the_messages_kafka_timestamp() -> None:
+    stamped = dataclasses.replace(parts("x", b"1"), timestamp_ms=1_700_000_000_123)
+    view = view_of(stamped)
+    assert view is not None and view.timestamp_ms == 1_700_000_000_123
+    change = json.dumps({"op": "c", "before": None, "after": {"id": 1}, "source": {}}).encode()
+    view = view_of(dataclasses.replace(parts("cdc.public.orders", change), timestamp_ms=5))
+    assert isinstance(view, ChangeEvent) and view.timestamp_ms == 5
+    unstamped = view_of(parts("x", b"1"))
+    assert unstamped is not None and unstamped.timestamp_ms is None
+
+
 def test_debezium_change_event_with_and_without_the_schema_envelope() -> None:
     payload = {"op": "u", "before": {"id": 1, "s": "a"}, "after": {"id": 1, "s": "b"}, "source": {"lsn": 7}}
     for value in (payload, {"schema": {}, "payload": payload}):
@@ -129,7 +140,9 @@ def test_a_tick_reaches_only_the_agent_it_names() -> None:
     from streams.views import RecordEvent, addressed_elsewhere
 
     def tick(agent: str | None) -> RecordEvent:
-        return RecordEvent("e", "e", "vigil.ticks", 0, 0, {}, type="Tick", record={"agent": agent}, key=None)
+        return RecordEvent(
+            "e", "e", "vigil.ticks", 0, 0, {}, None, type="Tick", record={"agent": agent}, key=None
+        )
 
     assert addressed_elsewhere(tick("other"), "me")
     assert not addressed_elsewhere(tick("me"), "me")

@@ -1,0 +1,66 @@
+"""The event loop standing still is logged with where it stood (agents.loop_watch): a real loop, no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from agents.loop_watch import LoopWatch
+
+
+def _blocks_the_loop(seconds: float) -> None:
+    time.sleep(seconds)  # a synchronous call inside a handler, say
+
+
+async def _run(watch: LoopWatch, body_s: float, block_s: float | None) -> None:
+    watch.start()
+    try:
+        await asyncio.sleep(body_s / 2)
+        if block_s is not None:
+            _blocks_the_loop(block_s)
+        await asyncio.sleep(body_s / 2)
+    finally:
+        watch.stop()
+
+
+def test_a_blocked_loop_is_logged_with_how_long_and_where(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agents.loop_watch")
+
+    async def main() -> LoopWatch:
+        watch = LoopWatch(asyncio.get_running_loop(), stall_ms=50, beat_s=0.01)
+        await _run(watch, 0.3, 0.4)
+        return watch
+
+    watch = asyncio.run(main())
+    assert watch.stalls == 1
+    [record] = [r for r in caplog.records if r.name == "agents.loop_watch"]
+    message = record.getMessage()
+    assert "_blocks_the_loop" in message and "time.sleep(seconds)" in message
+    stood_ms = float(message.split("stood still for ")[1].split(" ms")[0])
+    assert 300 <= stood_ms <= 1000
+
+
+def test_a_loop_that_keeps_answering_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agents.loop_watch")
+
+    async def main() -> LoopWatch:
+        watch = LoopWatch(asyncio.get_running_loop(), stall_ms=200, beat_s=0.01)
+        await _run(watch, 0.3, None)
+        return watch
+
+    assert asyncio.run(main()).stalls == 0
+    assert not [r for r in caplog.records if r.name == "agents.loop_watch"]
+
+
+def test_a_closed_loop_ends_the_watch() -> None:
+    loop = asyncio.new_event_loop()
+    watch = LoopWatch(loop, stall_ms=50, beat_s=0.01)
+    loop.run_until_complete(asyncio.sleep(0))
+    watch.start()
+    loop.close()
+    assert watch._thread is not None
+    watch._thread.join(2)
+    assert not watch._thread.is_alive()
