@@ -5,8 +5,9 @@ take buffer and ack: on our 2-core machine a worker whose events were all duplic
 nothing else, spent ≈ 180 µs of CPU per message (``bench dedup``), more than half of what a fresh
 event costs. With batch delivery each agent has a confluent-kafka consumer of its own (group
 ``<app id>.<agent>``), polled in a thread: the first message is waited for with ``poll``, the rest
-of the batch (up to ``batch_size``, within the batch window) taken with ``consume`` in librdkafka's
-C code. The thread puts each batch, as one value, on the agent's Faust channel, a queue of at most
+of the batch (up to ``batch_size``) taken with ``consume`` in librdkafka's C code: what has arrived
+if the agent is idle, else what arrives within the batch window (the agent could not start it
+sooner). The thread puts each batch, as one value, on the agent's Faust channel, a queue of at most
 :data:`QUEUED_BATCHES` batches that Faust's rebalances never clear or suspend. The Faust agent runs
 the unit of work over the batch, then hands the batch's next offsets back to the thread, which
 commits them (asynchronously, at most once per ``commit_interval_ms``; before releasing partitions
@@ -269,7 +270,7 @@ class BatchFeed:
                 first = consumer.poll(IDLE_POLL_S)
                 if first is None:
                     continue
-                rest = consumer.consume(self.size - 1, timeout=self.window_s) if self.size > 1 else []
+                rest = consumer.consume(self.size - 1, timeout=self._window()) if self.size > 1 else []
                 messages = [m for m in (first, *rest) if self._usable(m)]
                 if self._rebalances != rebalances:
                     self._read_again(consumer, messages)
@@ -287,6 +288,13 @@ class BatchFeed:
             consumer.close()
             if self._seed_probe is not None:
                 self._seed_probe.close()
+
+    def _window(self) -> float:
+        """How long to wait for the batch to fill: the batch window while the agent still works on
+        batches it was handed (this one could not start before anyway, and a fuller batch costs less
+        per event); nothing when the agent is idle, so that a lone event goes at once."""
+        busy = self._handed > self._finished + self._commits.qsize()
+        return self.window_s if busy else 0.0
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each partition this group never committed where the app's group left it (if it did)."""

@@ -69,6 +69,17 @@ def _feed(consumer: Any, settings: Settings | None = None) -> BatchFeed:
     return BatchFeed(settings, spec, FeedChannel(app), crash=crash, consumer=consumer)
 
 
+def test_a_batch_fills_within_the_window_only_while_the_agent_is_busy() -> None:
+    feed = _feed(consumer=object(), settings=Settings(app_id="app", batch_window_ms=25))
+    assert feed._window() == 0.0  # idle: what has arrived goes at once
+    feed._handed = 1
+    assert feed._window() == 0.025  # the agent works on batch 1: this one could not start sooner
+    feed.done(FeedBatch(1, [_message("t", 0, 4)]))
+    assert feed._window() == 0.0  # finished, though the feed has not committed its offsets yet
+    feed._commit_done()
+    assert feed._finished == 1 and feed._window() == 0.0
+
+
 def test_a_batch_out_of_order_stops_the_agent_before_anything_is_committed() -> None:
     feed = _feed(consumer=object())
     feed.take(FeedBatch(1, []))
