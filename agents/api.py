@@ -63,9 +63,9 @@ def agent(
     dead-lettered; ``concurrency`` is the number of Faust actors (ordering is per actor);
     ``alert_after_failures`` runs dead-lettered in a row raise one critical alert (default
     ``VIGIL_ALERT_AFTER_FAILURES``, 3), resolved by the next success. ``batch_size`` events at most
-    share a transaction, and a batch is taken once it is full or ``batch_window_ms`` after the last
-    one (defaults ``VIGIL_BATCH_SIZE`` and ``VIGIL_BATCH_WINDOW_MS``): a shorter window lowers
-    latency, a longer one lets batches grow under load.
+    share a transaction. An idle agent gets what has arrived at once; while it works on a batch, the
+    next one may fill for up to ``batch_window_ms`` (defaults ``VIGIL_BATCH_SIZE`` and
+    ``VIGIL_BATCH_WINDOW_MS``): a longer window lets batches grow under load.
     """
     topic_list = (topics,) if isinstance(topics, str) else tuple(topics)
     if not topic_list:

@@ -147,7 +147,10 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         le=10_000,
-        description="Milliseconds an agent waits for a batch to fill before it processes what it has.",
+        description=(
+            "Milliseconds an agent's next batch may wait to fill while the agent still works on the "
+            "one before (batch delivery); an idle agent gets what has arrived at once."
+        ),
     )
     commit_interval_ms: float = Field(
         1000.0,
