@@ -70,6 +70,8 @@ class JvmService:
         self.logfile = self.root / f"{self.name}.log"
         self.outfile = self.root / f"{self.name}.out"
         self.config = self.root / f"{self.name}.properties"
+        #: Every collection's pause, as Kafka's own launch scripts log it (two files of 10 MB at most).
+        self.gclog = self.root / f"{self.name}-gc.log"
 
     # -- kept state -------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class JvmService:
             f"-Xmx{self.heap}",
             "-Xms64m",
             *self.performance_options,
+            f"-Xlog:gc:file={self.gclog}:time,uptime:filecount=2,filesize=10M",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",

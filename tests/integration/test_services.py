@@ -175,6 +175,8 @@ def test_up_is_idempotent_and_down_stops_only_what_vigil_started(throwaway_home:
     settings = load_settings(home=throwaway_home)
     first = stack_mod.up(settings)
     pids = (_postmaster_pid(throwaway_home), _broker_pid(throwaway_home))
+    # The broker's garbage collections are logged, as Kafka's own launch scripts do.
+    assert "Using G1" in (throwaway_home / "kafka" / "kafka-gc.log").read_text()
     second = stack_mod.up(settings)
     assert (first.database_url, first.kafka_bootstrap) == (second.database_url, second.kafka_bootstrap)
     assert (_postmaster_pid(throwaway_home), _broker_pid(throwaway_home)) == pids
