@@ -8,6 +8,9 @@ thread's stack, and once the loop answers, logs how long it stood still and wher
 
 A stall of the whole process (the machine's CPU taken by others) also shows: then the stack is
 wherever the loop happened to be, and the thread's own wait was late as well, which the log says.
+When the loop's thread runs no Python code of its own (no deeper than where it waits when idle: in
+the loop's C code, a C function, or waiting for the interpreter lock that another thread holds),
+the log says so, and lists where the other threads were instead.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,28 @@ BEAT_S = 0.05
 STALL_MS = 100.0
 #: Innermost frames of the loop thread's stack put in the log line.
 STACK_FRAMES = 12
+#: Innermost frames of each other thread's stack, when the loop's thread ran no Python code.
+OTHER_FRAMES = 4
+
+
+def _depth(frame: FrameType | None) -> int:
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Where the threads were while the loop stood still."""
+
+    #: The loop thread's innermost frames (formatted, innermost last).
+    stack: list[str]
+    #: Whether the loop thread was no deeper than when it waits idle: it ran no Python code.
+    outside_python: bool
+    #: Other threads by name, with their innermost frames (when ``outside_python``).
+    others: list[tuple[str, list[str]]]
 
 
 class LoopWatch:
@@ -49,6 +76,8 @@ class LoopWatch:
         self._stop = threading.Event()
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
+        #: The least depth of the loop thread's stack seen when it answered: where it waits idle.
+        self._idle_depth: int | None = None
         #: Stalls logged so far.
         self.stalls = 0
 
@@ -74,29 +103,52 @@ class LoopWatch:
             except RuntimeError:  # the loop closed
                 return
             if self._answered.wait(self.stall_s):
+                depth = _depth(sys._current_frames().get(self._loop_thread or 0))
+                if depth and (self._idle_depth is None or depth < self._idle_depth):
+                    self._idle_depth = depth
                 continue
             seen = self._clock()
-            stack = self._loop_stack()
+            sample = self.sample()
             while not self._answered.wait(self.beat_s):
                 if self._stop.is_set() or self.loop.is_closed():
                     return
             self.stalls += 1
-            self.report(self._clock() - asked, seen - asked, stack)
+            self.report(self._clock() - asked, seen - asked, sample)
 
-    def _loop_stack(self) -> list[str]:
-        frame = sys._current_frames().get(self._loop_thread or 0)
-        if frame is None:
-            return []
-        return traceback.format_stack(frame)[-STACK_FRAMES:]
+    def sample(self) -> Sample:
+        frames = sys._current_frames()
+        frame = frames.get(self._loop_thread or 0)
+        stack = traceback.format_stack(frame)[-STACK_FRAMES:] if frame is not None else []
+        outside = frame is not None and self._idle_depth is not None and _depth(frame) <= self._idle_depth
+        others: list[tuple[str, list[str]]] = []
+        if outside:
+            names = {thread.ident: thread.name for thread in threading.enumerate()}
+            mine = threading.get_ident()
+            others = [
+                (names.get(ident, str(ident)), traceback.format_stack(other)[-OTHER_FRAMES:])
+                for ident, other in frames.items()
+                if ident not in (self._loop_thread, mine)
+            ]
+        return Sample(stack, outside, others)
 
-    def report(self, stood_s: float, seen_after_s: float, stack: list[str]) -> None:
+    def report(self, stood_s: float, seen_after_s: float, sample: Sample) -> None:
         late = seen_after_s - self.stall_s
+        if sample.outside_python:
+            where = (
+                "the loop's thread ran no Python code of its own (it was in C: the event loop, a C "
+                "function it called, or waiting for the interpreter lock while another thread held "
+                "it); the other threads were in:\n"
+                + "\n".join(f"  [{name}]\n{''.join(stack).rstrip()}" for name, stack in sample.others)
+            )
+        else:
+            where = "the loop's thread was in (innermost last):\n" + (
+                "".join(sample.stack).rstrip() or "  (no stack)"
+            )
         log.warning(
-            "the event loop stood still for %.0f ms: every agent of this worker waited meanwhile%s; "
-            "the loop's thread was in (innermost last):\n%s",
+            "the event loop stood still for %.0f ms: every agent of this worker waited meanwhile%s; %s",
             stood_s * 1000,
             f" (this watch itself ran {late * 1000:.0f} ms late: the process got no CPU)"
             if late >= self.stall_s
             else "",
-            "".join(stack).rstrip() or "  (no stack)",
+            where,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 import pytest
@@ -41,6 +42,42 @@ def test_a_blocked_loop_is_logged_with_how_long_and_where(caplog: pytest.LogCapt
     assert "_blocks_the_loop" in message and "time.sleep(seconds)" in message
     stood_ms = float(message.split("stood still for ")[1].split(" ms")[0])
     assert 300 <= stood_ms <= 1000
+
+
+def test_a_loop_stuck_in_c_code_is_logged_with_where_the_other_threads_were(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agents.loop_watch")
+    release = threading.Event()
+
+    def _other_threads_work() -> None:
+        release.wait(5)
+
+    other = threading.Thread(target=_other_threads_work, name="busy-neighbour")
+    other.start()
+
+    async def main() -> LoopWatch:
+        loop = asyncio.get_running_loop()
+        watch = LoopWatch(loop, stall_ms=50, beat_s=0.01)
+        watch.start()
+        try:
+            await asyncio.sleep(0.2)  # the watch learns where the loop's thread waits when idle
+            loop.call_soon(time.sleep, 0.4)  # a C function, called by the loop: no Python frame
+            await asyncio.sleep(0.6)
+        finally:
+            watch.stop()
+        return watch
+
+    try:
+        watch = asyncio.run(main())
+    finally:
+        release.set()
+        other.join()
+    assert watch.stalls == 1
+    [record] = [r for r in caplog.records if r.name == "agents.loop_watch"]
+    message = record.getMessage()
+    assert "ran no Python code of its own" in message
+    assert "[busy-neighbour]" in message and "_other_threads_work" in message
 
 
 def test_a_loop_that_keeps_answering_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
