@@ -62,6 +62,12 @@ def test_payload_text_is_the_json_module_s(value: object) -> None:
 
 
 @given(documents, st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]), st.booleans())
+@example(2**64 - 1, "utf-8", False)  # the largest integer orjson reads as one
+@example(2**64, "utf-8", False)
+@example(10**19 - 1, "utf-8", False)  # 19 digits: the fast path
+@example(-(2**63), "utf-8", False)
+@example(-(2**63) - 1, "utf-8", False)
+@example(-(10**19) + 1, "utf-8", False)
 def test_values_read_are_the_json_module_s(value: object, encoding: str, ascii_only: bool) -> None:
     data = json.dumps(value, ensure_ascii=ascii_only).encode(encoding, errors="surrogatepass")
     try:
@@ -71,7 +77,21 @@ def test_values_read_are_the_json_module_s(value: object, encoding: str, ascii_o
     assert _same(_parse_json(data), expected)
 
 
+def test_a_debezium_change_event_with_its_19_digit_ts_ns_is_read_by_orjson() -> None:
+    from streams.views import _has_long_number
+
+    event = (
+        b'{"before":null,"after":{"id":7},"source":{"lsn":27017792,"ts_ms":1796167439160,'
+        b'"ts_ns":1796167439160123000},"op":"c","ts_ms":1796167439170,"ts_us":1796167439170412,'
+        b'"ts_ns":1796167439170412000}'
+    )
+    assert not _has_long_number(event)
+    assert _parse_json(event)["ts_ns"] == 1796167439170412000
+
+
 @given(st.binary(max_size=80) | st.text(alphabet='0123456789a-"', max_size=80).map(str.encode))
+@example(b"-1234567890123456789")
+@example(b"12345678901234567890")
 def test_the_long_number_check_is_the_regex(data: bytes) -> None:
     from streams.views import _LONG_NUMBER, _has_long_number
 
