@@ -35,6 +35,9 @@ STALL_MS = 100.0
 STACK_FRAMES = 12
 #: Innermost frames of each other thread's stack, when the loop's thread ran no Python code.
 OTHER_FRAMES = 4
+#: Every how many answered beats the loop thread's idle depth is looked at again (walking its frames
+#: makes frame objects for the hot path's frames, a cost not worth paying 20 times a second).
+DEPTH_EVERY = 20
 
 
 def _depth(frame: FrameType | None) -> int:
@@ -95,6 +98,7 @@ class LoopWatch:
         self._answered.set()
 
     def _run(self) -> None:
+        answered = 0
         while not self._stop.wait(self.beat_s):
             self._answered.clear()
             asked = self._clock()
@@ -103,9 +107,9 @@ class LoopWatch:
             except RuntimeError:  # the loop closed
                 return
             if self._answered.wait(self.stall_s):
-                depth = _depth(sys._current_frames().get(self._loop_thread or 0))
-                if depth and (self._idle_depth is None or depth < self._idle_depth):
-                    self._idle_depth = depth
+                if answered % DEPTH_EVERY == 0:
+                    self._learn_idle_depth()
+                answered += 1
                 continue
             seen = self._clock()
             sample = self.sample()
@@ -114,6 +118,11 @@ class LoopWatch:
                     return
             self.stalls += 1
             self.report(self._clock() - asked, seen - asked, sample)
+
+    def _learn_idle_depth(self) -> None:
+        depth = _depth(sys._current_frames().get(self._loop_thread or 0))
+        if depth and (self._idle_depth is None or depth < self._idle_depth):
+            self._idle_depth = depth
 
     def sample(self) -> Sample:
         frames = sys._current_frames()

@@ -61,7 +61,7 @@ def test_a_loop_stuck_in_c_code_is_logged_with_where_the_other_threads_were(
         watch = LoopWatch(loop, stall_ms=50, beat_s=0.01)
         watch.start()
         try:
-            await asyncio.sleep(0.2)  # the watch learns where the loop's thread waits when idle
+            await asyncio.sleep(0.5)  # the watch learns where the loop's thread waits when idle
             loop.call_soon(time.sleep, 0.4)  # a C function, called by the loop: no Python frame
             await asyncio.sleep(0.6)
         finally:
