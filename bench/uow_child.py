@@ -30,7 +30,7 @@ from bench.peers.work import EVENT_ID_HEADER
 from streams.settings import load_settings
 from streams.views import MessageParts
 
-BATCH = 500
+BATCH = int(os.environ.get("VIGIL_BENCH_UOW_BATCH", "500"))
 #: Where the event loop's thread spends its CPU: ``prepare_batch``; the unit of work; and the rest
 #: of ``commit_batch`` (the table of processed events, the ledger records, metrics).
 STEPS = ("prepare", "unit of work", "after the commit")
