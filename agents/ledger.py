@@ -12,9 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from streams.catalog import PROCESSED_EVENTS
 from streams.ledger_records import installation_tail
@@ -89,13 +97,16 @@ class LedgerReader(threading.Thread):
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10)
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
-            self.consumer.assign(self._start_positions(partitions))
-            at_end: set[int] = set()
-            if not partitions:
-                self.caught_up.set()
-                self.settled.set()
+            starts = self._start_positions(partitions)
+            # Before the assignment: a fetch in flight would hold each request up to its wait.
+            ends = self._ends(partitions)
+            self.consumer.assign(starts)
+            at_end = already_at_end(starts, ends)
+            self._check_caught_up(at_end, len(partitions))
             while not self._halt.is_set():
                 batch = self.consumer.consume(1000, timeout=0.5)
+                if not self.caught_up.is_set():
+                    reached_ends(batch, ends, at_end)
                 keys: list[bytes] = []
                 pruned: list[bytes] = []
                 for msg in batch:
@@ -129,14 +140,7 @@ class LedgerReader(threading.Thread):
                     self.table.discard_keys(pruned)
                 # Caught up only once this batch's keys are in the table, not at the end-of-partition
                 # event itself (the batch it came in may still hold keys).
-                if len(at_end) == len(partitions) and not self.caught_up.is_set():
-                    self.caught_up.set()
-                    self.settled.set()
-                    log.info(
-                        "ledger caught up: %d keys known, %d records of other databases ignored",
-                        len(self.table),
-                        self.ignored,
-                    )
+                self._check_caught_up(at_end, len(partitions))
         except Exception:  # the table is an accelerator: losing it costs speed, never correctness
             log.exception("ledger reader stopped; processed-event checks go to Postgres")
         finally:
@@ -144,5 +148,58 @@ class LedgerReader(threading.Thread):
             self.settled.set()
             self.consumer.close()
 
+    def _ends(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Each partition's low and high watermark now: catching up reads to the high one. Empty
+        when the broker does not answer; then only the end-of-partition events tell."""
+        ends: dict[int, tuple[int, int]] = {}
+        try:
+            for p in partitions:
+                marks = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                if marks is None:  # timed out
+                    return {}
+                ends[p] = (marks[0], marks[1])
+        except KafkaException as exc:
+            log.debug("ledger reader: watermarks not read (%s); waiting for end-of-partition events", exc)
+            return {}
+        return ends
+
+    def _check_caught_up(self, at_end: set[int], partitions: int) -> None:
+        if len(at_end) >= partitions and not self.caught_up.is_set():
+            self.caught_up.set()
+            self.settled.set()
+            log.info(
+                "ledger caught up: %d keys known, %d records of other databases ignored",
+                len(self.table),
+                self.ignored,
+            )
+
     def stop(self) -> None:
         self._halt.set()
+
+
+def already_at_end(starts: Iterable[TopicPartition], ends: Mapping[int, tuple[int, int]]) -> set[int]:
+    """The partitions with nothing to read at start (``ends``: each one's low and high watermark):
+    read from their end, from an offset at or past it, or from the beginning of an empty one."""
+    done: set[int] = set()
+    for tp in starts:
+        low, high = ends.get(tp.partition, (-1, -1))
+        if (
+            tp.offset == OFFSET_END
+            or (tp.offset == OFFSET_BEGINNING and 0 <= high <= low)
+            or (tp.offset >= 0 and 0 <= high <= tp.offset)
+        ):
+            done.add(tp.partition)
+    return done
+
+
+def reached_ends(batch: Iterable[Message], ends: Mapping[int, tuple[int, int]], at_end: set[int]) -> None:
+    """Add to ``at_end`` the partitions whose record just before their end at start is in ``batch``.
+    Catching up needs no more: without this, it waits for the broker to hold one more fetch per
+    partition (``fetch.wait.max.ms``) to hear that there is nothing after it. (A partition whose last
+    record is never delivered, say a transaction marker, still ends by its end-of-partition event.)"""
+    for msg in batch:
+        partition = msg.partition()
+        if partition is None or partition not in ends or msg.error() is not None:
+            continue
+        if (msg.offset() or 0) >= ends[partition][1] - 1:
+            at_end.add(partition)
