@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class LedgerReader(threading.Thread):
-    """Reads ``vigil.processed-events`` from the beginning into a :class:`ProcessedTable`, then follows it.
+    """Reads ``vigil.processed-events`` into a :class:`ProcessedTable` (the newest records that the
+    table can hold, within the retention), then follows it.
 
     Only records committed in this worker's own database count (the ``installation`` field that
     ends each value, :func:`streams.ledger_records.installation_tail`, is ``installation``): two
@@ -69,7 +70,7 @@ class LedgerReader(threading.Thread):
     def _start_positions(self, partitions: Iterable[int]) -> list[TopicPartition]:
         """Where to start reading: records younger than the retention (older ones may be pruned from
         Postgres anyway, and the topic only grows: every key is unique). From the beginning when the
-        broker cannot look offsets up by time."""
+        broker cannot look offsets up by time. (:meth:`_floors` may move them later still.)"""
         beginning = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
         if self.retention_s is None:
             return beginning
@@ -97,9 +98,9 @@ class LedgerReader(threading.Thread):
         try:
             metadata = self.consumer.list_topics(self.topic, timeout=10)
             partitions = metadata.topics[self.topic].partitions if self.topic in metadata.topics else {}
-            starts = self._start_positions(partitions)
             # Before the assignment: a fetch in flight would hold each request up to its wait.
             ends = self._ends(partitions)
+            starts = no_earlier_than(self._start_positions(partitions), self._floors(ends))
             self.consumer.assign(starts)
             at_end = already_at_end(starts, ends)
             self._check_caught_up(at_end, len(partitions))
@@ -148,6 +149,15 @@ class LedgerReader(threading.Thread):
             self.settled.set()
             self.consumer.close()
 
+    def _floors(self, ends: Mapping[int, tuple[int, int]]) -> dict[int, int]:
+        """Where each partition's reading may start at the earliest: the table keeps at most its
+        capacity of keys, the newest, so older records would only be read to be dropped (each
+        partition gets its share; records of other databases make the table hold fewer)."""
+        if not ends:
+            return {}
+        share = -(-self.table.capacity // len(ends))
+        return {p: max(low, high - share) for p, (low, high) in ends.items()}
+
     def _ends(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
         """Each partition's low and high watermark now: catching up reads to the high one. Empty
         when the broker does not answer; then only the end-of-partition events tell."""
@@ -175,6 +185,16 @@ class LedgerReader(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+def no_earlier_than(starts: Iterable[TopicPartition], floors: Mapping[int, int]) -> list[TopicPartition]:
+    """``starts``, each moved up to its partition's floor (if it has one) when it is before it."""
+    moved: list[TopicPartition] = []
+    for tp in starts:
+        floor = floors.get(tp.partition)
+        before = tp.offset == OFFSET_BEGINNING or 0 <= tp.offset < (floor or 0)
+        moved.append(TopicPartition(tp.topic, tp.partition, floor) if floor is not None and before else tp)
+    return moved
 
 
 def already_at_end(starts: Iterable[TopicPartition], ends: Mapping[int, tuple[int, int]]) -> set[int]:

@@ -55,3 +55,42 @@ def test_reader_loads_records_younger_than_the_retention(
     assert not any(table.known("agent", f"theirs-{n}") for n in range(50)), "another database's records"
     assert not any(table.known("agent", f"unnamed-{n}") for n in range(50)), "records naming no database"
     assert reader.ignored == 100
+
+
+@pytest.mark.timeout(120)
+def test_reader_reads_no_more_than_its_table_holds_and_is_caught_up_when_the_topic_is_read(
+    stack: Settings, make_topic: Callable[..., str], unique: str
+) -> None:
+    topic = make_topic("processed", partitions=2)
+    producer = make_producer(stack)
+    ours = b"x" + installation_tail("db-a")
+    for n in range(400):
+        producer.produce(topic, key=f"agent/e-{n}".encode(), value=ours, partition=n % 2)
+    assert producer.flush(15) == 0
+
+    def read(capacity: int, *, eof: bool = True) -> ProcessedTable:
+        table = ProcessedTable(capacity)
+        consumer = make_consumer(
+            stack,
+            f"{unique}-ledger-{capacity}",
+            **{"enable.auto.commit": False, "enable.partition.eof": eof},
+        )
+        reader = LedgerReader(consumer, table, topic, installation="db-a", retention_s=7 * 86_400)
+        reader.start()
+        try:
+            assert reader.caught_up.wait(60), "the reader caught up"
+        finally:
+            reader.stop()
+            reader.join(15)
+        return table
+
+    # A table of 100 keys: the newest 50 records of each partition are read, no older one.
+    table = read(100)
+    assert len(table) == 100
+    assert all(table.known("agent", f"e-{n}") for n in range(300, 400))
+    assert not any(table.known("agent", f"e-{n}") for n in range(300))
+    # A table of 1,000 reads all 400. It is caught up once the last record at start is read, by the
+    # watermarks read then: no end-of-partition event is needed (none comes here), so the broker's
+    # fetch wait, held once more per partition to tell that nothing follows, is not waited for.
+    table = read(1000, eof=False)
+    assert len(table) == 400

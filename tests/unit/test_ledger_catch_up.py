@@ -67,3 +67,23 @@ def test_an_error_event_is_not_a_record() -> None:
     eof = KafkaError(KafkaError._PARTITION_EOF)
     reached_ends([FakeMessage(0, 9, eof)], {0: (0, 10)}, at_end)
     assert at_end == set()
+
+
+def test_reading_starts_no_earlier_than_the_table_can_hold() -> None:
+    from agents.ledger import no_earlier_than
+
+    starts = [
+        TopicPartition(TOPIC, 0, OFFSET_BEGINNING),
+        TopicPartition(TOPIC, 1, 100),  # the retention's start, before the floor
+        TopicPartition(TOPIC, 2, 900),  # after it
+        TopicPartition(TOPIC, 3, OFFSET_END),
+        TopicPartition(TOPIC, 4, OFFSET_BEGINNING),  # no floor: its watermarks were not read
+    ]
+    moved = no_earlier_than(starts, {0: 500, 1: 500, 2: 500, 3: 500})
+    assert [(tp.partition, tp.offset) for tp in moved] == [
+        (0, 500),
+        (1, 500),
+        (2, 900),
+        (3, OFFSET_END),
+        (4, OFFSET_BEGINNING),
+    ]
