@@ -55,6 +55,7 @@ def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     resolved, specs = prepare(settings, modules)
     apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
+    runtime.start_ledger(early=True)
     runtime.outbox_pruned_by_age = prunes_outbox_by_age(resolved)
     app = build_app(resolved, specs, runtime)
     app.task(http.task(resolved, runtime))
