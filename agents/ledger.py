@@ -66,11 +66,6 @@ class LedgerReader(threading.Thread):
         #: Set once nobody need wait for the reader any more: it caught up, or it stopped.
         self.settled = threading.Event()
         self.ignored = 0
-        #: Whether "ledger caught up" may be logged now (see :meth:`hold_announcement`).
-        self._announce = True
-        self._announcing = threading.Lock()
-        #: The keys in the table and the records ignored when the reader caught up.
-        self._read_at_catch_up = (0, 0)
 
     def _start_positions(self, partitions: Iterable[int]) -> list[TopicPartition]:
         """Where to start reading: records younger than the retention (older ones may be pruned from
@@ -180,28 +175,13 @@ class LedgerReader(threading.Thread):
 
     def _check_caught_up(self, at_end: set[int], partitions: int) -> None:
         if len(at_end) >= partitions and not self.caught_up.is_set():
-            self._read_at_catch_up = (len(self.table), self.ignored)
             self.caught_up.set()
             self.settled.set()
-            with self._announcing:
-                if self._announce:
-                    self._log_caught_up()
-
-    def hold_announcement(self) -> None:
-        """Keep "ledger caught up" until :meth:`announce` (call before :meth:`start`): a worker starts
-        its reader before Faust sets logging up, and a line logged meanwhile can be lost."""
-        self._announce = False
-
-    def announce(self) -> None:
-        """Log "ledger caught up" from now on, and now if it was held back and the reader has."""
-        with self._announcing:
-            held, self._announce = not self._announce, True
-            if held and self.caught_up.is_set():
-                self._log_caught_up()
-
-    def _log_caught_up(self) -> None:
-        keys, ignored = self._read_at_catch_up
-        log.info("ledger caught up: %d keys known, %d records of other databases ignored", keys, ignored)
+            log.info(
+                "ledger caught up: %d keys known, %d records of other databases ignored",
+                len(self.table),
+                self.ignored,
+            )
 
     def stop(self) -> None:
         self._halt.set()

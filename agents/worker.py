@@ -185,14 +185,11 @@ class WorkerRuntime:
                 len(self.table),
             )
 
-    def start_ledger(self, *, early: bool = False) -> None:
-        """Start reading ``vigil.processed-events`` (once). ``vigil worker`` calls it ``early``, before
-        Faust starts, so that the agents' wait for the ledger (:meth:`ledger_read`) overlaps Faust's
-        own start-up instead of following it (≈ 1 s of a worker's start); the reader then logs that
-        it caught up once :meth:`start` has run, when logging is set up."""
+    def start_ledger(self) -> None:
+        """Start reading ``vigil.processed-events`` (once). ``vigil worker`` calls it before Faust
+        starts, so that the agents' wait for the ledger (:meth:`ledger_read`) overlaps Faust's own
+        start-up instead of following it (≈ 1 s of a worker's start)."""
         if self.ledger is not None and self.ledger.ident is None:
-            if early:
-                self.ledger.hold_announcement()
             self.ledger.start()
 
     def start(self) -> None:
@@ -201,8 +198,6 @@ class WorkerRuntime:
         self.loop_watch = LoopWatch(loop)
         self.loop_watch.start()
         self.start_ledger()
-        if self.ledger is not None:
-            self.ledger.announce()
         if self.relay is not None:
             self._relay_thread = threading.Thread(
                 target=self._run_relay, args=(self.relay,), name="vigil-outbox-relay", daemon=True

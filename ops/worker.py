@@ -55,10 +55,26 @@ def run_worker(settings: Settings, modules: Sequence[str]) -> None:
     resolved, specs = prepare(settings, modules)
     apply_log_levels(resolved.log_level)
     runtime = WorkerRuntime.create(resolved)
-    runtime.start_ledger(early=True)
+    runtime.start_ledger()
     runtime.outbox_pruned_by_age = prunes_outbox_by_age(resolved)
     app = build_app(resolved, specs, runtime)
     app.task(http.task(resolved, runtime))
     log.warning("vigil worker %s: agents %s", resolved.app_id, ", ".join(s.name for s in specs))
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker = _Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.log_level = resolved.log_level
     worker.execute_from_commandline()
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, with Vigil's log levels put back as soon as Faust has set logging up.
+
+    Faust leaves a handler that drops what is below WARNING, so Vigil's own information would be
+    lost until the runtime starts: the ledger reader and the agents' feeds start before that (the
+    reader before Faust itself), and their first lines ("ledger caught up", a feed's assignment)
+    were."""
+
+    log_level = "INFO"
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        apply_log_levels(self.log_level)

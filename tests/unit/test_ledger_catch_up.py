@@ -3,10 +3,8 @@ broker to hold a fetch per partition to tell there is nothing more (pure: no bro
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
 
 from agents.ledger import already_at_end, reached_ends
@@ -89,23 +87,3 @@ def test_reading_starts_no_earlier_than_the_table_can_hold() -> None:
         (3, OFFSET_END),
         (4, OFFSET_BEGINNING),
     ]
-
-
-def test_caught_up_is_logged_once_whether_held_back_or_not(caplog: pytest.LogCaptureFixture) -> None:
-    from agents.ledger import LedgerReader, ProcessedTable
-
-    def reader() -> LedgerReader:
-        return LedgerReader(None, ProcessedTable(10), TOPIC, installation="db")  # type: ignore[arg-type]
-
-    caplog.set_level(logging.INFO, logger="agents.ledger")
-    held = reader()
-    held.hold_announcement()
-    held._check_caught_up({0}, 1)
-    assert held.caught_up.is_set() and "ledger caught up" not in caplog.text
-    held.announce()
-    assert caplog.text.count("ledger caught up") == 1
-    caplog.clear()
-    plain = reader()
-    plain._check_caught_up({0}, 1)
-    plain.announce()
-    assert caplog.text.count("ledger caught up") == 1
