@@ -35,21 +35,7 @@ def test_reader_loads_records_younger_than_the_retention(
     assert producer.flush(15) == 0
 
     table = ProcessedTable()
-    reader = LedgerReader(
-        make_consumer(
-            stack, f"{unique}-ledger", **{"enable.auto.commit": False, "enable.partition.eof": True}
-        ),
-        table,
-        topic,
-        installation="db-a",
-        retention_s=7 * 86_400,
-    )
-    reader.start()
-    try:
-        assert reader.caught_up.wait(60), "the reader reached the end of every partition"
-    finally:
-        reader.stop()
-        reader.join(15)
+    reader = _read_until_caught_up(stack, topic, f"{unique}-ledger", table)
     assert all(table.known("agent", f"new-{n}") for n in range(50))
     assert not any(table.known("agent", f"old-{n}") for n in range(50)), "records older than the retention"
     assert not any(table.known("agent", f"theirs-{n}") for n in range(50)), "another database's records"
@@ -70,18 +56,7 @@ def test_reader_reads_no_more_than_its_table_holds_and_is_caught_up_when_the_top
 
     def read(capacity: int, *, eof: bool = True) -> ProcessedTable:
         table = ProcessedTable(capacity)
-        consumer = make_consumer(
-            stack,
-            f"{unique}-ledger-{capacity}",
-            **{"enable.auto.commit": False, "enable.partition.eof": eof},
-        )
-        reader = LedgerReader(consumer, table, topic, installation="db-a", retention_s=7 * 86_400)
-        reader.start()
-        try:
-            assert reader.caught_up.wait(60), "the reader caught up"
-        finally:
-            reader.stop()
-            reader.join(15)
+        _read_until_caught_up(stack, topic, f"{unique}-ledger-{capacity}", table, eof=eof)
         return table
 
     # A table of 100 keys: the newest 50 records of each partition are read, no older one.
@@ -94,3 +69,18 @@ def test_reader_reads_no_more_than_its_table_holds_and_is_caught_up_when_the_top
     # fetch wait, held once more per partition to tell that nothing follows, is not waited for.
     table = read(1000, eof=False)
     assert len(table) == 400
+
+
+def _read_until_caught_up(
+    stack: Settings, topic: str, group: str, table: ProcessedTable, *, eof: bool = True
+) -> LedgerReader:
+    """A reader of database ``db-a``'s records (a week's retention) run until it has caught up."""
+    consumer = make_consumer(stack, group, **{"enable.auto.commit": False, "enable.partition.eof": eof})
+    reader = LedgerReader(consumer, table, topic, installation="db-a", retention_s=7 * 86_400)
+    reader.start()
+    try:
+        assert reader.caught_up.wait(60), "the reader reached the end of every partition"
+    finally:
+        reader.stop()
+        reader.join(15)
+    return reader
