@@ -124,6 +124,8 @@ class Outcome:
     warmup_ms: list[float] = field(default_factory=list)
     #: CPU seconds of the agent's process (worker or poller) from the first steady row to the last sunk.
     cpu_s: float = 0.0
+    #: ``cpu_s`` by part of the process (:func:`bench.procs.cpu_split`).
+    cpu_split: dict[str, float] = field(default_factory=dict)
     #: Where the time went (``emit`` variants): "stage p50/p99" for each stage of a row's way.
     stages: str = ""
 
@@ -150,6 +152,13 @@ def run(ctx: BenchContext) -> list[Measurement]:
     return latency_rows(outcomes)
 
 
+def _split_text(split: dict[str, float], rows: int) -> str:
+    """`` (event loop 380, librdkafka 120, other threads 40)``: µs per row of each part, if measured."""
+    if not split or not rows:
+        return ""
+    return " (" + ", ".join(f"{part} {seconds * 1e6 / rows:,.0f}" for part, seconds in split.items()) + ")"
+
+
 def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
     """p50, p99 and max per variant; the Vigil variants' with their ratio to the polling peer."""
     rows: list[Measurement] = []
@@ -165,7 +174,9 @@ def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
                 row = replace(
                     row,
                     notes=f"{len(out.latencies_ms):,} rows at {out.rate:,.0f} rows/s for {out.seconds:.0f}s; "
-                    f"its process's CPU {out.cpu_s * 1e6 / max(1, len(out.latencies_ms)):,.0f} µs per row; "
+                    f"its process's CPU {out.cpu_s * 1e6 / max(1, len(out.latencies_ms)):,.0f} µs per row"
+                    + _split_text(out.cpu_split, len(out.latencies_ms))
+                    + "; "
                     "Postgres clock_timestamp() of both commits"
                     + (
                         f"; after {len(out.warmup_ms):,} warm-up rows at the same rate "
@@ -244,13 +255,16 @@ def _run_variant(
             warm_last, _ = _steady(conn, source, WARMUP_ROWS + 1, rate, WARMUP_AT_RATE_S)
             first = warm_last + 1
             cpu0 = procs.cpu_seconds(proc.pid)
+            threads0 = procs.thread_cpu(proc.pid)
             last, achieved = _steady(conn, source, first, rate, seconds)
             _wait_sunk(conn, sink, last, proc, log, variant.label)
             cpu = procs.cpu_seconds(proc.pid) - cpu0
+            split = procs.cpu_split(proc.pid, threads0, procs.thread_cpu(proc.pid))
             warm = _timed(conn, source, sink, WARMUP_ROWS + 1, warm_last)
             timed = _timed(conn, source, sink, first, last)
             print(f"    worst latency (ms) per second of the warm-up: {worst_per_second(warm)}", flush=True)
             print(f"    worst latency (ms) per second of the run: {worst_per_second(timed)}", flush=True)
+            print(f"    CPU µs per row by part of the process:{_split_text(split, len(timed))}", flush=True)
             stages = _stages(conn, source, sink, first) if variant.mode == "emit" else ""
             if stages:
                 print(f"    stages p50/p99 ms: {stages}", flush=True)
@@ -260,6 +274,7 @@ def _run_variant(
             seconds,
             [latency for _, latency in warm],
             cpu,
+            split,
             stages,
         )
     finally:

@@ -137,6 +137,44 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+#: The parts :func:`cpu_split` puts a process's threads in.
+LOOP, LIBRDKAFKA, OTHER_THREADS = "event loop", "librdkafka", "other threads"
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Each live thread of ``pid``: its id, and its name and user + system CPU seconds (``/proc``).
+    A thread that ended is missing (its CPU stays in :func:`cpu_seconds`)."""
+    found: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    hz = os.sysconf("SC_CLK_TCK")
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        found[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / hz)
+    return found
+
+
+def cpu_split(
+    pid: int, before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each part of process ``pid`` spent between two :func:`thread_cpu` readings: its
+    main thread (where a worker's event loop runs), librdkafka's threads (named ``rdk:…``) and the
+    others (Python's own threads: feeds, the ledger reader, watches). A thread that started in
+    between counts from zero."""
+    split = {LOOP: 0.0, LIBRDKAFKA: 0.0, OTHER_THREADS: 0.0}
+    for tid, (name, seconds) in after.items():
+        part = LOOP if tid == pid else LIBRDKAFKA if name.startswith("rdk:") else OTHER_THREADS
+        split[part] += seconds - before.get(tid, (name, 0.0))[1]
+    return split
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy (not idle, not waiting for I/O) since boot, from ``/proc/stat``."""
     # user nice system idle iowait irq softirq steal (guest time is counted in user already)

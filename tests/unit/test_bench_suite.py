@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import bench_agents, bench_cdc, bench_dedup, bench_latency, bench_memory
+from bench import bench_agents, bench_cdc, bench_dedup, bench_latency, bench_memory, procs
 from bench.common import Measurement, payload, percentile, table_lines
 from bench.procs import Rate, metric_value
 from bench.targets import (
@@ -307,3 +307,19 @@ def test_uow_runs_only_when_named_and_reports_medians_and_the_baselines_ratio() 
     assert (bench_uow.THIS, "CPU per event vs baseline") not in {
         (r.variant, r.metric) for r in bench_uow.rows_of({bench_uow.THIS: runs[bench_uow.THIS]}, 10, None)
     }
+
+
+def test_cpu_split_puts_the_main_thread_librdkafka_and_the_other_threads_apart() -> None:
+    before = {100: ("vigil", 1.0), 101: ("rdk:broker1", 0.5), 102: ("vigil", 0.2)}
+    # thread 103 started in between; thread 102 ended (its CPU is gone from the reading)
+    after = {100: ("vigil", 1.4), 101: ("rdk:broker1", 0.6), 103: ("rdk:main", 0.05), 104: ("vigil", 0.3)}
+    split = procs.cpu_split(100, before, after)
+    assert split == pytest.approx({procs.LOOP: 0.4, procs.LIBRDKAFKA: 0.15, procs.OTHER_THREADS: 0.3})
+
+
+def test_the_latency_rows_show_the_cpu_per_row_of_each_part() -> None:
+    out = bench_latency.Outcome(
+        [10.0, 20.0], 1000.0, 20.0, cpu_s=0.001, cpu_split={procs.LOOP: 0.0006, procs.LIBRDKAFKA: 0.0004}
+    )
+    (p50, *_) = bench_latency.latency_rows({"vigil": out})
+    assert "its process's CPU 500 µs per row (event loop 300, librdkafka 200)" in p50.notes
