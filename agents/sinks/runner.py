@@ -27,9 +27,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, PoolProxiedConnection, text
 
 from agents.backoff import RetryPolicy
 from agents.db import as_engine
@@ -99,25 +101,30 @@ class SinkRunner:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self.stats = SinkStats()
-        self._conn: Connection | None = None
+        self._pooled: PoolProxiedConnection | None = None
+        self._conn: psycopg.Connection[Any] | None = None
 
     # --- the database connection --------------------------------------------------------------
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The psycopg connection of the bookkeeping (:mod:`agents.sinks.deliveries`)."""
         if self._conn is None:
             # Each statement its own transaction (one round trip), not waiting for the WAL flush.
             # Session-wide on a connection of the runner's own, discarded (never pooled) after.
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql("SET synchronous_commit = off")
-            conn.commit()
+            self._pooled = self.engine.raw_connection()
+            conn = self._pooled.driver_connection
+            assert isinstance(conn, psycopg.Connection)
+            conn.autocommit = True
+            conn.execute("SET synchronous_commit = off")
             self._conn = conn
         return self._conn
 
     def _release(self) -> None:
-        if self._conn is not None:
-            self._conn.invalidate()
-            self._conn.close()
-            self._conn = None
+        if self._pooled is not None:
+            self._pooled.invalidate()
+            self._pooled.close()
+        self._pooled = None
+        self._conn = None
 
     def durable_checkpoint(self) -> None:
         """One synchronous commit; when it returns, every earlier commit of this runner is on disk.
@@ -142,8 +149,7 @@ class SinkRunner:
             return True
         conn = self._connection()
         while True:
-            with conn.begin():
-                claim = deliveries.claim(conn, self.sink.name, event.id, retry_failed=self.retry_failed)
+            claim = deliveries.claim(conn, self.sink.name, event.id, retry_failed=self.retry_failed)
             decision = decide_claim(claim.status, claim.attempts, self.policy)
             if decision is ClaimDecision.SKIP:
                 self.stats.skipped += 1
@@ -162,8 +168,7 @@ class SinkRunner:
                 if self.policy.gives_up_after(claim.attempts):
                     self._give_up(message, event, claim.attempts, exc)
                     return True
-                with conn.begin():
-                    deliveries.record_error(conn, self.sink.name, event.id, _error_text(exc))
+                deliveries.record_error(conn, self.sink.name, event.id, _error_text(exc))
                 retry_after = exc.retry_after if isinstance(exc, DeliveryRetryableError) else None
                 delay = self.policy.delay(claim.attempts, self.rng, retry_after)
                 log.warning(
@@ -178,8 +183,7 @@ class SinkRunner:
                 if stop_event.wait(delay):
                     return False
                 continue
-            with conn.begin():
-                deliveries.mark_delivered(conn, self.sink.name, event.id)
+            deliveries.mark_delivered(conn, self.sink.name, event.id)
             self.stats.delivered += 1
             return True
 
@@ -188,8 +192,7 @@ class SinkRunner:
         # dead letter, same event id) rather than losing it.
         self._dead_letter(message, exc, attempts=attempts)
         conn = self._connection()
-        with conn.begin():
-            deliveries.mark_failed(conn, self.sink.name, event.id, _error_text(exc))
+        deliveries.mark_failed(conn, self.sink.name, event.id, _error_text(exc))
         self.stats.failed += 1
         log.error("%s: gave up on %s after %d attempt(s): %s", self.sink.name, event.id, attempts, exc)
 
