@@ -78,6 +78,25 @@ def is_app_group(app_id: str, group: str) -> bool:
     return group == app_id or group.startswith(f"{app_id}.")
 
 
+def feed_instance_id(base: str | None, agent: str, member: int) -> str | None:
+    """The ``group.instance.id`` of an agent's ``member``-th feed (from 0) for a worker started with
+    ``VIGIL_GROUP_INSTANCE_ID=base``, or None (dynamic membership). The feeds of one agent share its
+    group, so each has an id of its own; restarted, the worker gives each feed the same one again."""
+    return None if base is None else f"{base}.{agent}.{member}"
+
+
+def fatal_error_text(error: KafkaError) -> str:
+    """Why a feed stops on a fatal consumer error, naming the fix where there is one."""
+    text = f"fatal consumer error: {error.str()}"
+    said = f"{error.name()} {error.str()}".lower()
+    if error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in said:
+        text += (
+            " (another running worker has the same VIGIL_GROUP_INSTANCE_ID: give every worker an id "
+            "of its own, or unset it)"
+        )
+    return text
+
+
 def next_offsets(records: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
     """The offsets to commit after ``(topic, partition, offset)`` records were processed: per partition,
     one past the highest offset."""
@@ -188,12 +207,15 @@ class BatchFeed:
         *,
         crash: Callable[[BaseException], Coroutine[Any, Any, None]],
         consumer: Consumer | None = None,
+        member: int = 0,
     ) -> None:
         self.spec = spec
         #: Stops the worker (the app's ``crash``): a feed that died leaves its agent without events.
         self._crash = crash
         self.channel = channel
         self.group = feed_group(settings.app_id, spec.name)
+        #: Static membership (``VIGIL_GROUP_INSTANCE_ID``): this feed's id in its group, or None.
+        self.instance_id = feed_instance_id(settings.group_instance_id, spec.name, member)
         self.size = spec.batch_size or settings.batch_size
         window_ms = spec.batch_window_ms if spec.batch_window_ms is not None else settings.batch_window_ms
         self.window_s = window_ms / 1000
@@ -259,6 +281,7 @@ class BatchFeed:
                     "fetch.wait.max.ms": self._settings.fetch_wait_ms(faust=False),
                     "queued.max.messages.kbytes": PREFETCH_KB,
                     "on_commit": self._on_commit,
+                    **({"group.instance.id": self.instance_id} if self.instance_id else {}),
                 },
             )
         consumer = self._consumer
@@ -377,6 +400,10 @@ class BatchFeed:
         error = msg.error()
         if error is None:
             return True
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            # The consumer can do nothing more (fenced by another member with its instance id, say):
+            # the feed stops, and with it the worker, rather than leave the agent without events.
+            raise KafkaException(KafkaError(error.code(), fatal_error_text(error), fatal=True))
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("agent %s: feed: %s", self.spec.name, error)
         return False

@@ -630,7 +630,7 @@ def build_app(settings: Settings, specs: Sequence[AgentSpec], runtime: WorkerRun
         if settings.delivery == "batch" and spec.concurrency == 1:
             for n in range(settings.agent_consumers):
                 feed_channel = FeedChannel(app, maxsize=QUEUED_BATCHES)
-                feed = BatchFeed(settings, spec, feed_channel, crash=app.crash)
+                feed = BatchFeed(settings, spec, feed_channel, crash=app.crash, member=n)
                 runtime.feeds.setdefault(spec.name, []).append(feed)
                 app.agent(feed_channel, name=feed_agent_name(spec.name, n))(
                     _feed_body(app, spec, runtime, feed)

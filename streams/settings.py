@@ -90,6 +90,18 @@ class Settings(BaseSettings):
         None,
         description="Consumer session timeout; unset: Kafka's default, 45000.",
     )
+    group_instance_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description=(
+            "Static group membership (Kafka's group.instance.id) for this worker's feeds: an id that "
+            "stays the same across its restarts and that no other running worker has (a StatefulSet "
+            "pod's name). Restarted with it, a worker takes its partitions back at once instead of "
+            "after the session timeout; stopped for good, its partitions wait for the session timeout."
+        ),
+    )
 
     connectors: str | None = Field(
         None, description="Directory or comma-separated files of Debezium connector JSON."

@@ -23,7 +23,9 @@ from agents.feed import (
     FeedChannel,
     PendingCommits,
     consumer_group,
+    fatal_error_text,
     feed_group,
+    feed_instance_id,
     is_app_group,
     next_offsets,
 )
@@ -303,3 +305,19 @@ def test_feeds_commit_new_offsets_at_most_once_a_second_by_default() -> None:
     feed = _feed(consumer=object())
     assert feed.pending.interval_s == 1.0
     assert _feed(object(), Settings(app_id="app", commit_interval_ms=0)).pending.interval_s == 0.0
+
+
+def test_each_feed_of_an_agent_has_an_instance_id_of_its_own_and_none_without_the_setting() -> None:
+    ids = {feed_instance_id("worker-a", agent, n) for agent in ("route", "audit") for n in (0, 1)}
+    assert ids == {"worker-a.route.0", "worker-a.route.1", "worker-a.audit.0", "worker-a.audit.1"}
+    assert feed_instance_id(None, "route", 0) is None
+
+
+def test_a_fenced_feed_names_the_setting_to_change() -> None:
+    fenced = KafkaError(
+        KafkaError._FATAL,
+        "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id",
+    )
+    assert "same VIGIL_GROUP_INSTANCE_ID" in fatal_error_text(fenced)
+    other = KafkaError(KafkaError._FATAL, "Fatal error: something else")
+    assert fatal_error_text(other) == "fatal consumer error: Fatal error: something else"

@@ -78,3 +78,9 @@ def test_missing_stack_names_the_fix() -> None:
         load_settings().require_bootstrap()
     with pytest.raises(ConfigurationError, match="VIGIL_DATABASE_URL"):
         load_settings().require_database_url()
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "slash/in", "x" * 201])
+def test_a_group_instance_id_kafka_would_refuse_is_refused_at_start(bad: str) -> None:
+    with pytest.raises(ConfigurationError, match="group_instance_id"):
+        load_settings(group_instance_id=bad)
