@@ -5,6 +5,7 @@ with an id already in use fences the first, which stops with an error naming the
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,15 @@ pytestmark = pytest.mark.integration
 SESSION_TIMEOUT_MS = 60_000
 
 
+def _worker(
+    stack: Settings, database: str, topic: str, unique: str, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """A worker of app and agent ``unique`` on ``topic`` (every worker here is the same but for its log)."""
+    return start_worker(
+        stack, database, topic=topic, app_id=unique, agent_name=unique, log_path=log, extra_env=env
+    )
+
+
 def _events(first: int, n: int) -> list[tuple[str, dict[str, object]]]:
     return [(f"evt-{i}", {"n": i}) for i in range(first, first + n)]
 
@@ -40,9 +50,7 @@ def test_a_worker_restarted_with_its_instance_id_goes_on_without_waiting_for_the
     count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
     log = tmp_path / "worker.log"
     produce_events(stack, topic, _events(0, 30))
-    first = start_worker(
-        stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log, extra_env=env
-    )
+    first = _worker(stack, fresh_database, topic, unique, log, env)
     try:
         wait_for_count(count, 30, "30 processed events", first, log)
         first.send_signal(signal.SIGKILL)
@@ -50,9 +58,7 @@ def test_a_worker_restarted_with_its_instance_id_goes_on_without_waiting_for_the
     finally:
         stop(first)
     produce_events(stack, topic, _events(30, 30))
-    second = start_worker(
-        stack, fresh_database, topic=topic, app_id=unique, agent_name=unique, log_path=log, extra_env=env
-    )
+    second = _worker(stack, fresh_database, topic, unique, log, env)
     try:
         # Dynamic membership would hold every partition until the killed worker's session expired
         # (60 s after its last heartbeat); the same instance ids take them back when they join.
@@ -71,27 +77,11 @@ def test_a_second_worker_with_the_same_instance_id_fences_the_first_which_stops_
     count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
     produce_events(stack, topic, _events(0, 30))
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = start_worker(
-        stack,
-        fresh_database,
-        topic=topic,
-        app_id=unique,
-        agent_name=unique,
-        log_path=first_log,
-        extra_env=env,
-    )
+    first = _worker(stack, fresh_database, topic, unique, first_log, env)
     second = None
     try:
         wait_for_count(count, 30, "30 processed events", first, first_log)
-        second = start_worker(
-            stack,
-            fresh_database,
-            topic=topic,
-            app_id=unique,
-            agent_name=unique,
-            log_path=second_log,
-            extra_env=env,
-        )
+        second = _worker(stack, fresh_database, topic, unique, second_log, env)
         wait_until(lambda: first.poll() is not None, 90, "the fenced worker to stop", first, first_log)
         assert first.returncode != 0
         assert "same VIGIL_GROUP_INSTANCE_ID" in first_log.read_text(), first_log.read_text()[-3000:]
