@@ -128,11 +128,19 @@ def check_alive(proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
         raise RuntimeError(f"{what}: process exited ({proc.returncode}):\n{tail(log)}")
 
 
+def _stat(path: str) -> tuple[str, float]:
+    """The name and user + system CPU seconds in a ``/proc`` ``stat`` file (a process's or a
+    thread's); raises ``OSError`` when it is gone."""
+    stat = Path(path).read_text()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat.rsplit(")", 1)[1].split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a live process (Linux ``/proc``); 0 when unknown."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat(f"/proc/{pid}/stat")[1]
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -149,15 +157,11 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return found
-    hz = os.sysconf("SC_CLK_TCK")
     for tid in tids:
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            found[int(tid)] = _stat(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        found[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / hz)
     return found
 
 

@@ -48,18 +48,9 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as conn:
-        context = MigrationContext.configure(
-            conn, opts={"version_table_schema": SCHEMA, "version_table": VERSION_TABLE}
-        )
-        return context.get_current_revision()
-
-
 def recorded_revision(engine: Engine) -> str | None:
-    """The revision in the database's version table (one query, no Alembic); None without one."""
+    """The revision in the database's version table (no Alembic); None without one. The history is
+    one line of revisions, so the table holds one row."""
     with engine.connect() as conn:
         table = f"{SCHEMA}.{VERSION_TABLE}"
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
@@ -83,7 +74,7 @@ def upgrade(database_url: str, revision: str = "head") -> str | None:
                 with engine.begin() as conn:
                     conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
                 command.upgrade(alembic_config(engine), revision)
-                return current_revision(engine)
+                return recorded_revision(engine)
             finally:
                 lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
                 lock.commit()
