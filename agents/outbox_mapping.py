@@ -29,6 +29,7 @@ from schemas.errors import DecodeError, OutputError
 from streams import headers
 from streams.catalog import outbox_topic
 from streams.naming import topic_name_problem
+from streams.produce import Outgoing
 
 ID_HEADER = headers.OUTBOX_ID
 EVENT_ID_HEADER = headers.EVENT_ID
@@ -84,16 +85,6 @@ class OutboxRow:
             payload_json=payload_json,
         )
         return row
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """What the relay produces for one row."""
-
-    topic: str
-    key: bytes
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True)
@@ -183,11 +174,11 @@ def encode_payload(payload: Any) -> bytes | None:
     return dumps_payload(payload).encode("utf-8")
 
 
-def to_message(row: OutboxRow) -> OutboxMessage:
-    """The Kafka message for an outbox row."""
+def to_message(row: OutboxRow) -> Outgoing:
+    """The Kafka message the relay produces for an outbox row."""
     event_id = str(row.id).encode("ascii")
     trace_id = row.trace_id.encode("utf-8") if row.trace_id else event_id
-    return OutboxMessage(
+    return Outgoing(
         topic=outbox_topic(row.aggregatetype),
         key=row.aggregateid.encode("utf-8"),
         value=row.payload_json.encode("utf-8")

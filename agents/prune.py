@@ -18,9 +18,9 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine, Row, text
 
 from agents.prune_policy import DEFAULT_RETENTION, Retentions, prune_cutoff
-from schemas.errors import RetryableError
 from streams.catalog import PROCESSED_EVENTS
 from streams.ledger_records import ledger_key
+from streams.produce import Outgoing, produce_all
 
 log = logging.getLogger(__name__)
 
@@ -122,27 +122,10 @@ def tombstone_producer(
     """An ``on_batch`` that produces a tombstone per pruned ``(agent, event_id)`` and waits for the acks."""
 
     def produce(rows: ReturnedRows) -> None:
-        errors: list[str] = []
-
-        def on_delivery(err: object, _msg: object) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for row in rows:
-            key = ledger_key(row.agent, row.event_id)
-            while True:
-                try:
-                    producer.produce(topic, key=key, value=None, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.1)  # local queue full: let deliveries drain
-        remaining = producer.flush(flush_timeout)
-        if remaining or errors:
-            raise RetryableError(
-                f"tombstones for pruned processed events not acknowledged: "
-                f"{errors[0] if errors else f'{remaining} left after {flush_timeout}s'}",
-                code="tombstones",
-            )
+        tombstones = [Outgoing(topic, ledger_key(row.agent, row.event_id), None) for row in rows]
+        produce_all(
+            producer, tombstones, what="tombstones for pruned processed events", timeout=flush_timeout
+        )
 
     return produce
 

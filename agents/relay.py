@@ -36,15 +36,16 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from sqlalchemy import Connection, Engine, text
 
 from agents.backoff import RetryPolicy
 from agents.db import as_engine
-from agents.outbox_mapping import OutboxMessage, OutboxRow, to_message
+from agents.outbox_mapping import OutboxRow, to_message
 from agents.relay_health import RelayHealth, RelayStats, relay_health
 from schemas.errors import RetryableError
 from streams.catalog import TopicSpec
+from streams.produce import Outgoing, produce_all
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -187,35 +188,8 @@ class OutboxRelay:
             )
         self._known_topics |= missing
 
-    def _publish(self, messages: list[OutboxMessage]) -> None:
-        errors: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
-
-        for message in messages:
-            headers: list[tuple[str, str | bytes | None]] = list(message.headers)
-            while True:
-                try:
-                    self.producer.produce(
-                        message.topic,
-                        key=message.key,
-                        value=message.value,
-                        headers=headers,
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)  # local queue full: let deliveries drain
-        remaining = self.producer.flush(self.flush_timeout)
-        if remaining or errors:
-            reason = str(errors[0]) if errors else f"{remaining} not acknowledged in {self.flush_timeout}s"
-            code = errors[0].name() if errors else "flush-timeout"
-            raise RetryableError(
-                f"outbox relay: {len(errors) or remaining} of {len(messages)} messages not published: {reason}",
-                code=code,
-            )
+    def _publish(self, messages: list[Outgoing]) -> None:
+        produce_all(self.producer, messages, what="outbox relay", timeout=self.flush_timeout)
 
     def close(self) -> None:
         """Flush the producer; dispose of the engine if the relay made it from a URL."""

@@ -33,10 +33,9 @@ from confluent_kafka import Producer
 
 from agents.rounds import LazyConnection, run_rounds
 from schemas.codec import Codec
-from schemas.errors import RetryableError
 from streams import headers
 from streams.catalog import TICKS
-from streams.produce import Outgoing, produce_and_flush
+from streams.produce import Outgoing, produce_all
 from streams.schedule_maths import (
     Decision,
     Kind,
@@ -196,9 +195,7 @@ class Scheduler:
             for slot in claimed
         ]
         if messages:
-            refused = produce_and_flush(self.producer, messages, what="ticks")
-            if refused:
-                raise RetryableError(f"ticks of schedule {schedule_id!r} refused by Kafka: {refused[0]}")
+            produce_all(self.producer, messages, what=f"ticks of schedule {schedule_id!r}")
         # The newest fired tick is the one in flight; with nothing fired, an unfinished one stays so.
         if claimed:
             inflight: str | None = event_id_for(row, claimed[-1])

@@ -30,12 +30,12 @@ from psycopg.types.json import Jsonb
 
 from agents.rounds import LazyConnection, run_rounds
 from schemas.codec import Codec
-from schemas.errors import PoisonError, RetryableError
+from schemas.errors import PoisonError
 from streams import headers
 from streams.catalog import DRIFT_EVENTS, TICKS
 from streams.kafka import make_consumer
 from streams.predicates import Predicate, event_fields, parse
-from streams.produce import Outgoing, produce_and_flush
+from streams.produce import Outgoing, produce_all
 from streams.settings import Settings
 from streams.views import MessageParts, headers_to_dict, view_of
 
@@ -265,6 +265,4 @@ class WatchRunner:
     def _publish(self, messages: list[Outgoing], what: str) -> None:
         if not messages:
             return
-        refused = produce_and_flush(self.producer, messages, what=what)
-        if refused:
-            raise RetryableError(f"{what} refused by Kafka: {refused[0]}")
+        produce_all(self.producer, messages, what=what)

@@ -21,7 +21,7 @@ from streams import headers
 from streams.catalog import DRIFT_EVENTS
 from streams.drift_events import drift_record
 from streams.kafka import make_producer
-from streams.produce import Outgoing, produce_and_flush
+from streams.produce import Outgoing, produce_all
 from streams.settings import Settings
 
 
@@ -52,9 +52,7 @@ class DriftPublisher:
             )
             for record in records
         ]
-        refused = produce_and_flush(self.producer, messages, what="drift events", timeout=timeout)
-        if refused:
-            raise ServiceError(f"the broker refused drift event {refused[0].tag}: {refused[0]}")
+        produce_all(self.producer, messages, what="drift events", timeout=timeout, refusal=ServiceError)
         return [str(record["id"]) for record in records]
 
     def close(self) -> None:

@@ -1,11 +1,12 @@
 """Producing a group of messages and waiting for the broker: one place for the delivery bookkeeping.
 
 Every Vigil producer that must know its messages arrived (stream outputs, dead letters, relayed
-outbox rows) produces through :func:`produce_and_flush`. It waits on a full local queue instead of
-failing, flushes, and sorts the failures: a transient one (the broker unreachable, a timeout)
-raises :class:`~schemas.errors.RetryableError` so the caller retries everything later; a permanent
-one (message too large, unknown topic, not authorized) is returned with the message's tag, so the
-caller can fail just the event that asked for it.
+outbox rows, ticks, tombstones, drift events) produces through :func:`produce_and_flush`. It waits
+on a full local queue instead of failing, flushes, and sorts the failures: a transient one (the
+broker unreachable, a timeout) raises :class:`~schemas.errors.RetryableError` so the caller retries
+everything later; a permanent one (message too large, unknown topic, not authorized) is returned
+with the message's tag, so the caller can fail just the event that asked for it. Callers whose
+messages stand or fall together use :func:`produce_all`, which raises for a refusal too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas.errors import RetryableError
+from schemas.errors import RetryableError, VigilError
 
 #: Broker answers that no retry will change.
 PERMANENT_CODES = frozenset(
@@ -102,6 +103,28 @@ def produce_and_flush(
             f"{what}: {len(deliveries.transient)} message(s) not delivered: {first.str()}", code=first.name()
         )
     return deliveries.refused
+
+
+def produce_all(
+    producer: Producer,
+    messages: Sequence[Outgoing],
+    *,
+    what: str,
+    timeout: float = 30.0,
+    refusal: type[VigilError] = RetryableError,
+) -> None:
+    """:func:`produce_and_flush` for messages that stand or fall together (a relayed batch, a
+    schedule's ticks, a dead letter): returns once every one is acknowledged. Raises
+    :class:`RetryableError` as it does, and ``refusal`` when the broker refused one for good
+    (``RetryableError`` by default: the caller retries the whole group, and logs each try)."""
+    refused = produce_and_flush(producer, messages, what=what, timeout=timeout)
+    if refused:
+        first = refused[0]
+        which = f" ({first.tag})" if first.tag is not None else ""
+        raise refusal(
+            f"{what}: {len(refused)} of {len(messages)} message(s) refused by Kafka, the first{which}: {first}",
+            code=first.error.name(),
+        )
 
 
 def _produce_one(

@@ -41,8 +41,9 @@ from agents.sinks.base import DeliveryRetryableError, Sink
 from agents.sinks.decisions import ClaimDecision, decide_claim, sink_dead_letter_headers
 from schemas.errors import DecodeError, PoisonError, ServiceError
 from streams.catalog import DLQ, TopicSpec
-from streams.deadletter import DeadLetter, dead_letter_of, send_dead_letter
+from streams.deadletter import DeadLetter, dead_letter_of
 from streams.kafka import make_consumer, make_producer
+from streams.produce import Outgoing, produce_all
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -203,17 +204,13 @@ class SinkRunner:
             value=letter.value,
             headers=letter.headers + sink_dead_letter_headers(self.sink.name, attempts),
         )
-        errors: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
-
-        send_dead_letter(self.dlq_producer, letter, self.dlq_topic, on_delivery)
-        remaining = self.dlq_producer.flush(self.flush_timeout)
-        if remaining or errors:
-            reason = errors[0] if errors else f"{remaining} message(s) not acknowledged"
-            raise ServiceError(f"could not write a dead letter to {self.dlq_topic}: {reason}")
+        produce_all(
+            self.dlq_producer,
+            [Outgoing(self.dlq_topic, letter.key, letter.value, letter.headers)],
+            what=f"a dead letter to {self.dlq_topic}",
+            timeout=self.flush_timeout,
+            refusal=ServiceError,
+        )
         self.stats.dead_lettered += 1
 
     # --- the loop -----------------------------------------------------------------------------
