@@ -29,7 +29,7 @@ from schemas.errors import DecodeError, OutputError
 from streams import headers
 from streams.catalog import outbox_topic
 from streams.naming import topic_name_problem
-from streams.produce import Outgoing
+from streams.outgoing import Outgoing
 
 ID_HEADER = headers.OUTBOX_ID
 EVENT_ID_HEADER = headers.EVENT_ID

@@ -23,7 +23,8 @@ from streams import headers
 from streams.catalog import DLQ, PROCESSED_EVENTS
 from streams.deadletter import dead_letter
 from streams.ledger_records import Processed, encode_processed, ledger_key
-from streams.produce import Outgoing, produce_and_flush
+from streams.outgoing import Outgoing
+from streams.produce import produce_and_flush
 from streams.views import EVENT_ID_HEADER, TRACE_ID_HEADER, MessageParts
 
 #: librdkafka's default ``message.max.bytes``, the largest message the producer accepts.

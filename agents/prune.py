@@ -20,7 +20,8 @@ from sqlalchemy import Engine, Row, text
 from agents.prune_policy import DEFAULT_RETENTION, Retentions, prune_cutoff
 from streams.catalog import PROCESSED_EVENTS
 from streams.ledger_records import ledger_key
-from streams.produce import Outgoing, produce_all
+from streams.outgoing import Outgoing
+from streams.produce import produce_all
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ from agents.outbox_mapping import OutboxRow, to_message
 from agents.relay_health import RelayHealth, RelayStats, relay_health
 from schemas.errors import RetryableError
 from streams.catalog import TopicSpec
-from streams.produce import Outgoing, produce_all
+from streams.outgoing import Outgoing
+from streams.produce import produce_all
 from streams.settings import Settings
 from streams.topics import ensure_topics
 

@@ -35,7 +35,8 @@ from agents.rounds import LazyConnection, run_rounds
 from schemas.codec import Codec
 from streams import headers
 from streams.catalog import TICKS
-from streams.produce import Outgoing, produce_all
+from streams.outgoing import Outgoing
+from streams.produce import produce_all
 from streams.schedule_maths import (
     Decision,
     Kind,

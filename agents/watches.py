@@ -34,8 +34,9 @@ from schemas.errors import PoisonError
 from streams import headers
 from streams.catalog import DRIFT_EVENTS, TICKS
 from streams.kafka import make_consumer
+from streams.outgoing import Outgoing
 from streams.predicates import Predicate, event_fields, parse
-from streams.produce import Outgoing, produce_all
+from streams.produce import produce_all
 from streams.settings import Settings
 from streams.views import MessageParts, headers_to_dict, view_of
 

@@ -21,7 +21,8 @@ from streams import headers
 from streams.catalog import DRIFT_EVENTS
 from streams.drift_events import drift_record
 from streams.kafka import make_producer
-from streams.produce import Outgoing, produce_all
+from streams.outgoing import Outgoing
+from streams.produce import produce_all
 from streams.settings import Settings
 
 

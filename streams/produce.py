@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.errors import RetryableError, VigilError
+from streams.outgoing import Outgoing
 
 #: Broker answers that no retry will change.
 PERMANENT_CODES = frozenset(
@@ -35,17 +36,6 @@ PERMANENT_CODES = frozenset(
         KafkaError._INVALID_ARG,
     }
 )
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to produce; ``tag`` says whose it is (returned with a refusal)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] = ()
-    tag: Hashable = None
 
 
 @dataclass(frozen=True)

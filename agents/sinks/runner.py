@@ -43,7 +43,8 @@ from schemas.errors import DecodeError, PoisonError, ServiceError
 from streams.catalog import DLQ, TopicSpec
 from streams.deadletter import DeadLetter, dead_letter_of
 from streams.kafka import make_consumer, make_producer
-from streams.produce import Outgoing, produce_all
+from streams.outgoing import Outgoing
+from streams.produce import produce_all
 from streams.settings import Settings
 from streams.topics import ensure_topics
 

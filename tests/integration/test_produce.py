@@ -10,7 +10,8 @@ import pytest
 
 from schemas.errors import RetryableError, ServiceError
 from streams.kafka import make_producer
-from streams.produce import Outgoing, produce_all, produce_and_flush
+from streams.outgoing import Outgoing
+from streams.produce import produce_all, produce_and_flush
 from streams.settings import Settings
 from tests.integration.test_kafka_broker import read_all
 

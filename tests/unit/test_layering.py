@@ -33,6 +33,7 @@ PURE_MODULES = [
     "streams/eventids.py",
     "streams/naming.py",
     "streams/headers.py",
+    "streams/outgoing.py",
     "streams/logs.py",
     "streams/redact.py",
     "streams/drift_stats.py",
