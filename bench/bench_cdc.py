@@ -3,7 +3,7 @@ Debezium embedded engine alone.
 
 One connector (a copy of the packaged ``vigil-demo`` for a bench table, ``poll.interval.ms=10``)
 is applied to Kafka Connect over its REST API, as ``vigil connectors apply`` does. After a warm-up
-of 50,000 rows (whatever the scale: it is there to warm the JVM's JIT):
+of 150,000 rows (whatever the scale: it is there to warm the JVM's JIT):
 - ``bulk insert throughput``: rows/s from the first commit of a bulk insert (50,000 x scale rows,
   5,000 per transaction) until the broker appended the last row (its ``LogAppendTime``: the topic
   is created so before the connector starts; only its end offset is polled meanwhile, so no
@@ -59,8 +59,11 @@ ENGINE = "debezium engine alone (counting consumer)"
 BULK = "bulk insert throughput"
 #: Rows inserted and read before the bulk inserts are timed. A fresh JVM needs them: the engine
 #: alone, started anew, counted 4,700, 8,200, then 18,000 rows/s over its first three 12,500-row
-#: bulk inserts after a 2,500-row warm-up.
-WARMUP_ROWS = 50_000
+#: bulk inserts after a 2,500-row warm-up. After 50,000 both were still speeding up through all
+#: six rounds in most runs (session 16: Connect 5,974 → 24,500, the engine 13,356 → 29,930 rows/s,
+#: each best at its last), so the ratio judged how far each JIT had got. After 150,000 on fresh
+#: JVMs: Connect 15,467-20,526 and the engine 19,222 then 27,370-39,448, level from the second.
+WARMUP_ROWS = 150_000
 #: Bulk inserts per path. Both JVMs were still speeding up over the first rounds (a fresh Connect,
 #: scale 1: 9,548, 16,681, 23,704, 23,930, 25,445, 33,790 rows/s; the engine then levelled off
 #: near 40,000 from its fourth): with three, the ratio judged a Connect still warming up.
