@@ -128,6 +128,8 @@ class Outcome:
     cpu_split: dict[str, float] = field(default_factory=dict)
     #: Where the time went (``emit`` variants): "stage p50/p99" for each stage of a row's way.
     stages: str = ""
+    #: Percent of the machine's CPU the hypervisor gave to other guests, per second of the run.
+    steal_pct: list[float] = field(default_factory=list)
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -185,7 +187,8 @@ def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
                         if out.warmup_ms
                         else ""
                     )
-                    + (f"; stages p50/p99 ms: {out.stages}" if out.stages else ""),
+                    + (f"; stages p50/p99 ms: {out.stages}" if out.stages else "")
+                    + _steal_text(out.steal_pct),
                 )
             rows.append(row)
     return rows
@@ -256,14 +259,21 @@ def _run_variant(
             first = warm_last + 1
             cpu0 = procs.cpu_seconds(proc.pid)
             threads0 = procs.thread_cpu(proc.pid)
-            last, achieved = _steady(conn, source, first, rate, seconds)
-            _wait_sunk(conn, sink, last, proc, log, variant.label)
+            steal = procs.StealWatch()
+            steal.start()
+            try:
+                last, achieved = _steady(conn, source, first, rate, seconds)
+                _wait_sunk(conn, sink, last, proc, log, variant.label)
+            finally:
+                samples = steal.stop()
             cpu = procs.cpu_seconds(proc.pid) - cpu0
             split = procs.cpu_split(proc.pid, threads0, procs.thread_cpu(proc.pid))
             warm = _timed(conn, source, sink, WARMUP_ROWS + 1, warm_last)
             timed = _timed(conn, source, sink, first, last)
             print(f"    worst latency (ms) per second of the warm-up: {worst_per_second(warm)}", flush=True)
             print(f"    worst latency (ms) per second of the run: {worst_per_second(timed)}", flush=True)
+            stolen = steal_of_run(samples, timed)
+            print(f"    hypervisor steal (% of the machine) per second: {_percents(stolen)}", flush=True)
             print(f"    CPU µs per row by part of the process:{_split_text(split, len(timed))}", flush=True)
             stages = _stages(conn, source, sink, first) if variant.mode == "emit" else ""
             if stages:
@@ -276,6 +286,7 @@ def _run_variant(
             cpu,
             split,
             stages,
+            stolen,
         )
     finally:
         if proc is not None:
@@ -335,6 +346,36 @@ def _stages(conn: psycopg.Connection[Any], source: str, sink: str, first: int) -
         "→ unit of work committed",
     )
     return "; ".join(f"{name} {q[0]:.0f}/{q[1]:.0f}" for name, q in zip(names, row, strict=True))
+
+
+def steal_of_run(samples: list[tuple[float, int, int]], timed: list[tuple[float, float]]) -> list[float]:
+    """:func:`bench.procs.steal_per_second` for the seconds :func:`worst_per_second` shows."""
+    if not timed:
+        return []
+    start = min(at for at, _ in timed)
+    seconds = int(max(at for at, _ in timed) - start) + 1
+    return procs.steal_per_second(samples, start)[:seconds]
+
+
+def _percents(values: list[float]) -> str:
+    return " ".join(f"{v:.0f}" for v in values) or "-"
+
+
+#: A second with more of the machine stolen than this is counted in the notes.
+STEAL_NOTED_PCT = 10.0
+
+
+def _steal_text(steal_pct: list[float]) -> str:
+    """``; hypervisor steal …`` for the notes: on a shared VM a stolen stretch holds every process
+    of the pipeline up at once, and such seconds set the p99 (session 16: the 280 ms seconds of a
+    run had 18-27% of the machine stolen, the others 0-5%)."""
+    if not steal_pct:
+        return ""
+    over = sum(1 for v in steal_pct if v > STEAL_NOTED_PCT)
+    return (
+        f"; hypervisor steal per second of the run: at most {max(steal_pct):.0f}% of the machine, "
+        f"{over} of {len(steal_pct)} seconds over {STEAL_NOTED_PCT:.0f}%"
+    )
 
 
 def worst_per_second(timed: list[tuple[float, float]]) -> str:

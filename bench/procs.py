@@ -14,9 +14,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -184,6 +186,51 @@ def machine_busy_seconds() -> float:
     # user nice system idle iowait irq softirq steal (guest time is counted in user already)
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def steal_ticks() -> tuple[int, int]:
+    """(stolen, all) clock ticks of every core since boot, from ``/proc/stat``: stolen ones are
+    those the hypervisor gave to other guests while this machine had work to run."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return fields[7], sum(fields)
+
+
+class StealWatch(threading.Thread):
+    """Samples :func:`steal_ticks` every ``interval`` seconds until :meth:`stop`: ``samples`` holds
+    (epoch seconds, stolen, all) for :func:`steal_per_second`."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        super().__init__(name="bench-steal-watch", daemon=True)
+        self.interval = interval
+        self.samples: list[tuple[float, int, int]] = [(time.time(), *steal_ticks())]
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self.samples.append((time.time(), *steal_ticks()))
+
+    def stop(self) -> list[tuple[float, int, int]]:
+        self._done.set()
+        self.join()
+        self.samples.append((time.time(), *steal_ticks()))
+        return self.samples
+
+
+def steal_per_second(samples: Sequence[tuple[float, int, int]], start: float) -> list[float]:
+    """Percent of the machine's CPU stolen in each whole second from ``start`` (epoch seconds), from
+    :class:`StealWatch` samples: each interval between two samples counts in the second it ends in."""
+    stolen: dict[int, int] = {}
+    total: dict[int, int] = {}
+    for (_, s0, a0), (at, s1, a1) in pairwise(samples):
+        if at < start:
+            continue
+        second = int(at - start)
+        stolen[second] = stolen.get(second, 0) + s1 - s0
+        total[second] = total.get(second, 0) + a1 - a0
+    return [
+        100.0 * stolen.get(s, 0) / total[s] if total.get(s) else 0.0
+        for s in range(max(total, default=-1) + 1)
+    ]
 
 
 def busy_cores(window_s: float) -> float:

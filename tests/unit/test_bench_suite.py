@@ -323,3 +323,29 @@ def test_the_latency_rows_show_the_cpu_per_row_of_each_part() -> None:
     )
     (p50, *_) = bench_latency.latency_rows({"vigil": out})
     assert "its process's CPU 500 µs per row (event loop 300, librdkafka 200)" in p50.notes
+
+
+def test_steal_per_second_counts_each_interval_in_the_second_it_ends_in() -> None:
+    # (epoch s, stolen ticks, all ticks) as StealWatch samples them: 200 ticks a second on 2 cores
+    samples = [
+        (99.9, 0, 0),
+        (100.5, 0, 100),
+        (101.0, 10, 200),
+        (101.5, 60, 300),
+        (102.0, 60, 400),
+        (103.2, 60, 640),
+    ]
+    assert procs.steal_per_second(samples, 100.0) == [0.0, 30.0, 0.0, 0.0]
+    assert procs.steal_per_second(samples[:1], 100.0) == []
+
+
+def test_steal_of_run_lines_up_with_the_worst_latency_seconds() -> None:
+    samples = [(10.0, 0, 0), (10.5, 0, 100), (11.5, 50, 300), (12.5, 50, 500), (13.5, 50, 700)]
+    timed = [(10.0, 30.0), (11.0, 250.0), (12.5, 40.0)]
+    assert bench_latency.worst_per_second(timed) == "30 250 40"
+    assert bench_latency.steal_of_run(samples, timed) == [0.0, 25.0, 0.0]
+    assert bench_latency.steal_of_run(samples, []) == []
+    assert bench_latency._steal_text([25.0, 0.0, 3.0]) == (
+        "; hypervisor steal per second of the run: at most 25% of the machine, 1 of 3 seconds over 10%"
+    )
+    assert bench_latency._steal_text([]) == ""
