@@ -32,6 +32,7 @@ from ops.output import print_table
 from ops.tail import jsonable
 from schemas.codec import Codec
 from schemas.errors import ConfigurationError, PoisonError, ServiceError
+from streams import headers as names
 from streams.catalog import DLQ, TopicSpec
 from streams.drift_policy import load_policy
 from streams.kafka import describe_topic_ids, make_admin, make_consumer, make_producer
@@ -507,7 +508,7 @@ def print_result(console: Console, request: ReplayRequest, result: ReplayResult)
     if request.to_topic is not None:
         console.print(
             f"replay {result.replay_id}: copied {result.copied} of {result.read} message(s) read "
-            f"to {request.to_topic} (header vigil-replay-id={result.replay_id})"
+            f"to {request.to_topic} (header {names.REPLAY_ID}={result.replay_id})"
         )
         return
     report = result.agent or AgentReport()

@@ -21,6 +21,8 @@ VALUE_OMITTED = "vigil-value-omitted"
 AGENT = "vigil-agent"
 SINK = "vigil-sink"
 ATTEMPTS = "vigil-attempts"
+#: A replay's copies: one id per replay run.
+REPLAY_ID = "vigil-replay-id"
 #: Outbox messages, as Debezium's Outbox Event Router writes them: the outbox id and the event type.
 OUTBOX_ID = "id"
 OUTBOX_TYPE = "type"

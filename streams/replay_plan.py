@@ -20,9 +20,6 @@ from schemas.errors import ConfigurationError
 from streams import headers as names
 from streams.views import MessageParts
 
-#: The header a replay adds to every message it copies: one id per replay run.
-REPLAY_ID_HEADER = "vigil-replay-id"
-
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -180,7 +177,7 @@ def new_replay_id() -> str:
 
 def sandbox_headers(headers: Sequence[tuple[str, bytes]], replay_id: str) -> list[tuple[str, bytes]]:
     """The original headers in order, plus ``vigil-replay-id`` (an older replay id is replaced)."""
-    return [*((n, v) for n, v in headers if n != REPLAY_ID_HEADER), (REPLAY_ID_HEADER, replay_id.encode())]
+    return [*((n, v) for n, v in headers if n != names.REPLAY_ID), (names.REPLAY_ID, replay_id.encode())]
 
 
 def rerun_event_id(event_id: str, replay_id: str) -> str:

@@ -20,8 +20,8 @@ from agents.api import agent, unregister
 from agents.context import Context
 from ops.replay import ReplayRequest, ReplayResult, replay
 from streams.catalog import DLQ
+from streams.headers import REPLAY_ID
 from streams.kafka import make_consumer, make_producer
-from streams.replay_plan import REPLAY_ID_HEADER
 from streams.settings import Settings
 from streams.views import record_headers
 
@@ -91,7 +91,7 @@ def test_time_range_to_sandbox_copies_exactly_those_events(
         assert msg.key() == f"k{n % 7}".encode()
         assert msg.timestamp()[1] == int((BASE + timedelta(seconds=n)).timestamp() * 1000)
         assert headers[:2] == [("n", str(n).encode()), ("origin", b"test")]
-        assert headers[2][0] == REPLAY_ID_HEADER
+        assert headers[2][0] == REPLAY_ID
         replay_ids.add(headers[2][1])
     assert replay_ids == {result.replay_id.encode()}
     assert sorted(int(dict(record_headers(m))["n"]) for m in copied) == list(range(30, 70))

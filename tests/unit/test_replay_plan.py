@@ -10,7 +10,6 @@ from schemas.errors import ConfigurationError
 from streams import headers as names
 from streams.deadletter import dead_letter
 from streams.replay_plan import (
-    REPLAY_ID_HEADER,
     Filters,
     PartitionRange,
     letter_is_for,
@@ -72,8 +71,8 @@ def test_filters_key_headers_and_time_window() -> None:
 
 
 def test_sandbox_headers_keep_order_and_add_one_replay_id() -> None:
-    out = sandbox_headers([("a", b"1"), (REPLAY_ID_HEADER, b"old"), ("a", b"2")], "r1")
-    assert out == [("a", b"1"), ("a", b"2"), (REPLAY_ID_HEADER, b"r1")]
+    out = sandbox_headers([("a", b"1"), (names.REPLAY_ID, b"old"), ("a", b"2")], "r1")
+    assert out == [("a", b"1"), ("a", b"2"), (names.REPLAY_ID, b"r1")]
     assert rerun_event_id("e", "r1") != rerun_event_id("e", "r2")
 
 
