@@ -30,6 +30,17 @@ def ensure_heartbeat_table(database_url: str, table: str) -> None:
         raise ServiceError(f"cannot create heartbeat table {table}: {exc}", code=exc.sqlstate) from exc
 
 
+#: Every replication slot and the WAL it keeps from being recycled (from its ``restart_lsn``), for
+#: ``vigil status`` and ``vigil doctor``.
+SLOTS_SQL = """
+SELECT slot_name, plugin, slot_type, active,
+       CASE WHEN restart_lsn IS NULL THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END AS retained_wal_bytes,
+       wal_status
+FROM pg_replication_slots ORDER BY slot_name
+"""
+
+
 @dataclass(frozen=True)
 class SlotInfo:
     slot_name: str

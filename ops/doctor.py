@@ -11,17 +11,11 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
+from connectors.database import SLOTS_SQL
 from streams.catalog import CATALOG, PROCESSED_EVENTS
 from streams.doctor_checks import KafkaFacts, PostgresFacts, Slot
 from streams.kafka import make_admin, make_consumer
 from streams.settings import Settings
-
-_SLOTS = """
-SELECT slot_name, active,
-       CASE WHEN restart_lsn IS NULL THEN NULL
-            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END
-FROM pg_replication_slots
-"""
 
 
 def postgres_facts(url: str) -> PostgresFacts:
@@ -33,7 +27,7 @@ def postgres_facts(url: str) -> PostgresFacts:
 
         keep = setting("max_slot_wal_keep_size")
         slots = [
-            Slot(str(r[0]), bool(r[1]), None if r[2] is None else int(r[2])) for r in conn.execute(_SLOTS)
+            Slot(str(r[0]), bool(r[3]), None if r[4] is None else int(r[4])) for r in conn.execute(SLOTS_SQL)
         ]
         return PostgresFacts(
             wal_level=setting("wal_level"),

@@ -18,6 +18,7 @@ import psycopg
 from rich.console import Console
 
 from agents.heartbeats import describe, sort_overdue_first
+from connectors.database import SLOTS_SQL
 from ops.connectors_cli import connector_files, connector_health
 from ops.output import print_json, print_table
 from ops.services import stack
@@ -88,13 +89,6 @@ SELECT kind, subject, since, opened_at, event_id, detail FROM vigil.alerts WHERE
 DLQ_SQL = """
 SELECT count(*), count(*) FILTER (WHERE started_at > now() - interval '1 hour')
 FROM vigil.runs WHERE status IN ('failed', 'dead-lettered')
-"""
-SLOTS_SQL = """
-SELECT slot_name, plugin, slot_type, active,
-       CASE WHEN restart_lsn IS NULL THEN NULL
-            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END AS retained_wal_bytes,
-       wal_status
-FROM pg_replication_slots ORDER BY slot_name
 """
 FAILURES_SQL = """
 SELECT agent, event_id, attempt, finished_at, error FROM vigil.runs
