@@ -28,8 +28,6 @@ def test_an_inactive_slot_is_read_with_the_wal_it_retains(fresh_database: str, u
             assert found[0].retained_wal_bytes is not None and found[0].retained_wal_bytes > 1_000_000
             rows = {r[0]: r for r in conn.execute(SLOTS_SQL)}
             assert rows[slot][1:4] == ("pgoutput", "logical", False)
-            assert (
-                rows[slot][4] == found[0].retained_wal_bytes or rows[slot][4] >= found[0].retained_wal_bytes
-            )
+            assert rows[slot][4] >= found[0].retained_wal_bytes  # read a moment later: no less
         finally:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
