@@ -367,8 +367,9 @@ STEAL_NOTED_PCT = 10.0
 
 def _steal_text(steal_pct: list[float]) -> str:
     """``; hypervisor steal …`` for the notes: on a shared VM a stolen stretch holds every process
-    of the pipeline up at once, and such seconds set the p99 (session 16: the 280 ms seconds of a
-    run had 18-27% of the machine stolen, the others 0-5%)."""
+    of the pipeline up at once, and such seconds (and the one after, while the backlog drains) set
+    the p99 (session 16: 280 and 275 ms in seconds with 27% and 6% stolen, after one with 18%; the
+    run's seconds without such a stretch stayed under 105 ms)."""
     if not steal_pct:
         return ""
     over = sum(1 for v in steal_pct if v > STEAL_NOTED_PCT)
