@@ -60,7 +60,8 @@ from bench.peers.work import AGGREGATE, EVENT_ID_HEADER
 from bench.procs import cpu_seconds as _cpu_seconds
 from bench.procs import drop_database as _drop_database
 from bench.procs import fresh_database as _fresh_database
-from bench.procs import ledger_window, log_dir
+from bench.procs import ledger_window, log_dir, time_split
+from bench.procs import sched_seconds as procs_sched
 from bench.procs import stop as _stop
 from bench.procs import tail as _tail
 from streams.catalog import TopicSpec
@@ -164,6 +165,9 @@ class Outcome:
     #: CPU seconds per event, between t0 and t1, of the last process spawned (the relay process
     #: when there is one): its part of ``cpu_per_event``.
     last_cpu_per_event: float = 0.0
+    #: The first process's main thread (a worker's event loop) between t0 and t1: percent of the
+    #: time on a core, waiting for one and idle (:func:`bench.procs.time_split`).
+    main_thread: dict[str, float] = field(default_factory=dict)
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -322,6 +326,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
     warm = max(1, int(n * WARMUP_FRACTION))
     progressed, seen = spawned, -1
     cpu0: list[float] = []
+    sched0 = (0.0, 0.0)
     last_print = spawned
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
@@ -338,10 +343,12 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
             if t0 is None and count >= warm:
                 t0, c0 = now, count
                 cpu0 = [_cpu_seconds(p.pid) for p, _ in procs]
+                sched0 = procs_sched(procs[0][0].pid)
             if count >= n and t0 is not None:
                 if now <= t0 or count == c0:
                     raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
                 spent = [_cpu_seconds(p.pid) - before for (p, _), before in zip(procs, cpu0, strict=True)]
+                main_thread = time_split(sched0, procs_sched(procs[0][0].pid), now - t0)
                 return Outcome(
                     (n - c0) / (now - t0),
                     (first_row or t0) - spawned,
@@ -349,6 +356,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
                     now - t0,
                     cpu_per_event=sum(spent) / (n - c0),
                     last_cpu_per_event=spent[-1] / (n - c0),
+                    main_thread=main_thread,
                 )
             for proc, log in procs:
                 if proc.poll() is not None:
@@ -534,6 +542,10 @@ def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Mea
         if not out.cpu_per_event:
             continue
         notes = "CPU seconds of its processes between t0 and t1 / events; relay " + _relay_mode(variant)
+        if out.main_thread:
+            notes += "; its (first) process's main thread: " + ", ".join(
+                f"{part} {pct:.0f}%" for part, pct in out.main_thread.items()
+            )
         if out.profile:
             notes += (
                 "; sampled by py-spy (its overhead included); most on top of the stack, idle waits left out: "

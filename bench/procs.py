@@ -188,6 +188,27 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_seconds(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(seconds on a core, seconds runnable but waiting for one) of a thread since it started, from
+    ``/proc/<pid>/task/<tid>/schedstat``; the process's main thread unless ``tid`` is given."""
+    text = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+    return int(text[0]) / 1e9, int(text[1]) / 1e9
+
+
+#: The parts of a thread's wall time :func:`time_split` tells apart.
+ON_CORE, WAITING_FOR_CORE, IDLE = "on a core", "waiting for a core", "idle"
+
+
+def time_split(before: tuple[float, float], after: tuple[float, float], wall_s: float) -> dict[str, float]:
+    """Percent of ``wall_s`` a thread spent on a core, runnable but waiting for one (the machine's
+    other work had them), and idle (waiting for I/O, a lock, a timer), from two :func:`sched_seconds`."""
+    if wall_s <= 0:
+        return {}
+    on = 100.0 * (after[0] - before[0]) / wall_s
+    waiting = 100.0 * (after[1] - before[1]) / wall_s
+    return {ON_CORE: on, WAITING_FOR_CORE: waiting, IDLE: max(0.0, 100.0 - on - waiting)}
+
+
 def steal_ticks() -> tuple[int, int]:
     """(stolen, all) clock ticks of every core since boot, from ``/proc/stat``: stolen ones are
     those the hypervisor gave to other guests while this machine had work to run."""

@@ -349,3 +349,9 @@ def test_steal_of_run_lines_up_with_the_worst_latency_seconds() -> None:
         "; hypervisor steal per second of the run: at most 25% of the machine, 1 of 3 seconds over 10%"
     )
     assert bench_latency._steal_text([]) == ""
+
+
+def test_time_split_tells_on_a_core_from_waiting_for_one_and_idle() -> None:
+    split = procs.time_split((1.0, 0.5), (1.6, 0.7), 1.0)
+    assert split == pytest.approx({procs.ON_CORE: 60.0, procs.WAITING_FOR_CORE: 20.0, procs.IDLE: 20.0})
+    assert procs.time_split((0.0, 0.0), (1.0, 0.0), 0.0) == {}
