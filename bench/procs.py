@@ -181,10 +181,15 @@ def cpu_split(
     return split
 
 
+def _machine_ticks() -> list[int]:
+    """Clock ticks of every core since boot, from ``/proc/stat``'s first line: user nice system idle
+    iowait irq softirq steal (guest time is counted in user already)."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy (not idle, not waiting for I/O) since boot, from ``/proc/stat``."""
-    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    fields = _machine_ticks()
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
@@ -212,7 +217,7 @@ def time_split(before: tuple[float, float], after: tuple[float, float], wall_s: 
 def steal_ticks() -> tuple[int, int]:
     """(stolen, all) clock ticks of every core since boot, from ``/proc/stat``: stolen ones are
     those the hypervisor gave to other guests while this machine had work to run."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    fields = _machine_ticks()
     return fields[7], sum(fields)
 
 
