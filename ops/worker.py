@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Sequence
 
 import faust
@@ -11,6 +12,7 @@ import mode.loop
 
 from agents import drift
 from agents.api import AgentSpec, load_modules
+from agents.stop_watch import StopWatch
 from agents.worker import WorkerRuntime, build_app
 from ops import http, migrations
 from ops.services import stack
@@ -72,8 +74,9 @@ LOOP_SETTLE_S = 0.1
 
 
 class _Worker(faust.Worker):
-    """Faust's worker, with Vigil's log levels put back as soon as Faust has set logging up, and
-    without a second's sleep at every stop.
+    """Faust's worker, with Vigil's log levels put back as soon as Faust has set logging up, without
+    a second's sleep at every stop, and with a stop that takes long logged with what holds it
+    (:mod:`agents.stop_watch`).
 
     Faust leaves a handler that drops what is below WARNING, so Vigil's own information would be
     lost until the runtime starts: the ledger reader and the agents' feeds start before that (the
@@ -81,6 +84,20 @@ class _Worker(faust.Worker):
     were."""
 
     log_level = "INFO"
+    _stop_watch: StopWatch | None = None
+
+    def _watch_the_stop(self, reason: str) -> None:
+        if self._stop_watch is None:
+            self._stop_watch = StopWatch(self.loop)
+        self._stop_watch.arm(reason)
+
+    def _schedule_shutdown(self, sig: signal.Signals) -> None:
+        self._watch_the_stop(f"on {sig.name}")
+        super()._schedule_shutdown(sig)
+
+    def stop_and_shutdown(self) -> None:
+        self._watch_the_stop("the app stopped")
+        super().stop_and_shutdown()
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)

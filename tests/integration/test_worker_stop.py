@@ -11,6 +11,7 @@ import pytest
 from streams.settings import Settings
 from tests.integration.workers import (
     agent_group,
+    exit_code,
     group_caught_up,
     produce_events,
     scalar,
@@ -35,7 +36,7 @@ def test_sigterm_stops_the_worker_cleanly_with_its_offsets_committed(
         wait_for_count(count, 60, "60 processed events", worker, log)
         worker.send_signal(signal.SIGTERM)
         # (Vigil's loop settles for a tenth of a second after a stop, not mode's whole second.)
-        assert worker.wait(30) == 0, log.read_text()[-3000:]
+        assert exit_code(worker, log, 30) == 0, log.read_text()[-3000:]
     finally:
         stop(worker)
     # The stop committed what was processed: a next worker would read none of it again.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg
+import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from agents.feed import consumer_group
@@ -111,6 +112,18 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def exit_code(proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> int:
+    """The process's exit code within ``timeout``; otherwise the test fails with its log, from the
+    worker's first report of what holds its stop (:mod:`agents.stop_watch`) if it made one."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        text = log_path.read_text(errors="replace")
+        held = text.find("has been stopping for")
+        shown = text[max(0, held - 2000) : held + 12000] if held >= 0 else text[-4000:]
+        pytest.fail(f"pid {proc.pid} did not exit within {timeout:.0f} s; its log:\n{shown}")
 
 
 def produce_events(
