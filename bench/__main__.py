@@ -27,6 +27,8 @@ from bench.targets import TARGETS, evaluate
 #: The default run, in this order: ``memory`` last, because its million ledger records are read
 #: (and skipped) by every later worker's ledger reader on the same broker.
 SUITE = ("codec", "cdc", "latency", "agents", "dedup", "memory")
+#: Columns of the table when the output is not a terminal.
+LOG_WIDTH = 200
 
 
 def discover() -> list[str]:
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=1.0, help="multiply event counts and durations (0.1 for a quick look)"
     )
     args = parser.parse_args(argv)
-    console = Console()
+    # Piped into a log (CI, `make bench > file`), rich would wrap the table at 80 columns, one word
+    # of each cell a line; a wide table reads there.
+    console = Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
     names = args.names or list(SUITE)
     unknown = sorted(set(names) - set(discover()))
     if unknown:
