@@ -168,6 +168,9 @@ class Outcome:
     #: The first process's main thread (a worker's event loop) between t0 and t1: percent of the
     #: time on a core, waiting for one and idle (:func:`bench.procs.time_split`).
     main_thread: dict[str, float] = field(default_factory=dict)
+    #: Events per committed transaction over the whole run (its ``processed_events`` rows per distinct
+    #: ``processed_at``, the transaction's start): a worker's batch size as it came out.
+    per_transaction: float | None = None
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -316,6 +319,13 @@ def _spawn(
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=variant.tree or ROOT)
 
 
+#: Events per transaction: ``processed_at`` defaults to ``now()``, the transaction's start.
+PER_TRANSACTION_SQL = (
+    "SELECT count(*)::float8 / nullif(count(DISTINCT processed_at), 0) FROM vigil.processed_events"
+    " WHERE agent = %s"
+)
+
+
 def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen[bytes], Path]]) -> Outcome:
     """Poll the processed rows until all ``n`` are there; fail when none came for ``STALL_S`` (a
     rate-based deadline failed the per-event Faust peer at ≈120 events/s on a machine at load 26)."""
@@ -349,6 +359,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
                     raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
                 spent = [_cpu_seconds(p.pid) - before for (p, _), before in zip(procs, cpu0, strict=True)]
                 main_thread = time_split(sched0, procs_sched(procs[0][0].pid), now - t0)
+                per_transaction = conn.execute(PER_TRANSACTION_SQL, (agent,)).fetchone()
                 return Outcome(
                     (n - c0) / (now - t0),
                     (first_row or t0) - spawned,
@@ -357,6 +368,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
                     cpu_per_event=sum(spent) / (n - c0),
                     last_cpu_per_event=spent[-1] / (n - c0),
                     main_thread=main_thread,
+                    per_transaction=per_transaction[0] if per_transaction else None,
                 )
             for proc, log in procs:
                 if proc.poll() is not None:
@@ -441,6 +453,8 @@ def _rows(
                 f"{out.last_cpu_per_event * 1e6:.0f} µs per event between t0 and t1"
             )
         notes += f"; {out.counted:,} events in {out.seconds:.1f}s; process CPU {cpu:.0f}s in all"
+        if out.per_transaction is not None:
+            notes += f"; {out.per_transaction:.0f} events per transaction"
         if variant.label == LOOP_ROWS:
             notes += (
                 f"; {n:,} events of {size:.0f} B, {PARTITIONS} partitions; load avg {load[0]:.2f} at start"
