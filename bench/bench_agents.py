@@ -60,7 +60,7 @@ from bench.peers.work import AGGREGATE, EVENT_ID_HEADER
 from bench.procs import cpu_seconds as _cpu_seconds
 from bench.procs import drop_database as _drop_database
 from bench.procs import fresh_database as _fresh_database
-from bench.procs import ledger_window, log_dir, time_split
+from bench.procs import ledger_window, log_dir, time_split, wait_quiet
 from bench.procs import sched_seconds as procs_sched
 from bench.procs import stop as _stop
 from bench.procs import tail as _tail
@@ -184,6 +184,11 @@ def run(ctx: BenchContext) -> list[Measurement]:
     logdir = log_dir("vigil-bench-agents-")
     outcomes: dict[str, Outcome] = {}
     for variant in chosen_variants():
+        # What the variant before left behind (Postgres's autovacuum of its 400,000 rows, checkpoints,
+        # the JVMs' garbage) otherwise runs in the next variant's measurement.
+        waited = wait_quiet()
+        if waited > 3.5:
+            print(f"    {variant.label}: waited {waited:.0f} s for a quiet machine", flush=True)
         try:
             outcomes[variant.label] = _run_variant(settings, variant, topic, n, tag, logdir)
         except RuntimeError as exc:  # the other variants' numbers still count; its rows are missing
