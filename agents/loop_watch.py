@@ -4,7 +4,9 @@ Every agent of a worker runs on one event loop: a handler, a library or Vigil it
 (a synchronous call, a long computation) holds up every event of every agent meanwhile, and the
 only trace is a latency spike. A thread of its own asks the loop to run a tiny callback every
 :data:`BEAT_S`; when the callback has not run :data:`STALL_MS` later, the thread takes the loop
-thread's stack, and once the loop answers, logs how long it stood still and where.
+thread's stack, and once the loop answers, logs how long it stood still and where. A loop that
+stands still for :data:`STILL_S` is logged while it stands, with where it is then: a handler that
+never returns would otherwise leave no trace at all.
 
 A stall of the whole process (the machine's CPU taken by others) also shows: then the stack is
 wherever the loop happened to be, and the thread's own wait was late as well, which the log says.
@@ -35,6 +37,10 @@ STALL_MS = 100.0
 STACK_FRAMES = 12
 #: Innermost frames of each other thread's stack, when the loop's thread ran no Python code.
 OTHER_FRAMES = 4
+#: A loop still standing still after this many seconds is logged while it stands (and again every
+#: as many seconds): a handler that never returns (a deadlock, a call without a timeout) would
+#: otherwise leave no trace, as the stall is logged when the loop answers.
+STILL_S = 10.0
 #: Every how many answered beats the loop thread's idle depth is looked at again (walking its frames
 #: makes frame objects for the hot path's frames, a cost not worth paying 20 times a second).
 DEPTH_EVERY = 20
@@ -69,11 +75,13 @@ class LoopWatch:
         *,
         stall_ms: float = STALL_MS,
         beat_s: float = BEAT_S,
+        still_s: float = STILL_S,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.loop = loop
         self.stall_s = stall_ms / 1000
         self.beat_s = beat_s
+        self.still_s = still_s
         self._clock = clock
         self._answered = threading.Event()
         self._stop = threading.Event()
@@ -83,6 +91,8 @@ class LoopWatch:
         self._idle_depth: int | None = None
         #: Stalls logged so far.
         self.stalls = 0
+        #: Reports of a stall made while it went on (:data:`STILL_S`).
+        self.still_reports = 0
 
     def start(self) -> None:
         if self._thread is not None:
@@ -113,9 +123,13 @@ class LoopWatch:
                 continue
             seen = self._clock()
             sample = self.sample()
+            next_still = asked + self.still_s
             while not self._answered.wait(self.beat_s):
                 if self._stop.is_set() or self.loop.is_closed():
                     return
+                if self._clock() >= next_still:
+                    self.report_still(self._clock() - asked, self.sample())
+                    next_still += self.still_s
             self.stalls += 1
             self.report(self._clock() - asked, seen - asked, sample)
 
@@ -140,19 +154,19 @@ class LoopWatch:
             ]
         return Sample(stack, outside, others)
 
+    def report_still(self, stood_s: float, sample: Sample) -> None:
+        """The loop has not answered for ``stood_s`` and still does not."""
+        self.still_reports += 1
+        log.warning(
+            "the event loop has stood still for %.0f s and still does: every agent of this worker waits "
+            "(a handler that blocks: a synchronous call without a timeout, a lock); %s",
+            stood_s,
+            _where(sample),
+        )
+
     def report(self, stood_s: float, seen_after_s: float, sample: Sample) -> None:
         late = seen_after_s - self.stall_s
-        if sample.outside_python:
-            where = (
-                "the loop's thread ran no Python code of its own (it was in C: the event loop, a C "
-                "function it called, or waiting for the interpreter lock while another thread held "
-                "it); the other threads were in:\n"
-                + "\n".join(f"  [{name}]\n{''.join(stack).rstrip()}" for name, stack in sample.others)
-            )
-        else:
-            where = "the loop's thread was in (innermost last):\n" + (
-                "".join(sample.stack).rstrip() or "  (no stack)"
-            )
+        where = _where(sample)
         log.warning(
             "the event loop stood still for %.0f ms: every agent of this worker waited meanwhile%s; %s",
             stood_s * 1000,
@@ -161,3 +175,14 @@ class LoopWatch:
             else "",
             where,
         )
+
+
+def _where(sample: Sample) -> str:
+    if sample.outside_python:
+        return (
+            "the loop's thread ran no Python code of its own (it was in C: the event loop, a C "
+            "function it called, or waiting for the interpreter lock while another thread held "
+            "it); the other threads were in:\n"
+            + "\n".join(f"  [{name}]\n{''.join(stack).rstrip()}" for name, stack in sample.others)
+        )
+    return "the loop's thread was in (innermost last):\n" + ("".join(sample.stack).rstrip() or "  (no stack)")

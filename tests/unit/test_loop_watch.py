@@ -101,3 +101,19 @@ def test_a_closed_loop_ends_the_watch() -> None:
     assert watch._thread is not None
     watch._thread.join(2)
     assert not watch._thread.is_alive()
+
+
+def test_a_loop_that_stays_stuck_is_logged_while_it_stands(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agents.loop_watch")
+
+    async def main() -> LoopWatch:
+        watch = LoopWatch(asyncio.get_running_loop(), stall_ms=50, beat_s=0.01, still_s=0.2)
+        await _run(watch, 0.2, 0.7)
+        return watch
+
+    watch = asyncio.run(main())
+    assert watch.still_reports >= 2 and watch.stalls == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "agents.loop_watch"]
+    assert messages[0].startswith("the event loop has stood still for 0 s and still does")
+    assert "_blocks_the_loop" in messages[0]  # where it stands, while it stands
+    assert messages[-1].startswith("the event loop stood still for")

@@ -5,7 +5,8 @@ ORM object added and left unflushed (``effects_orm``), one outbox row, one line 
 (``VIGIL_TEST_CALLS_FILE``: every invocation, outside the database, so retries are visible). Then,
 by field: ``fail`` raises (after writing), ``reject`` is rejected by the validator, ``touch_db``
 runs an extra query, ``bad`` asks for output that can never be written (see ``BAD``), ``send``
-sends a stream output to ``VIGIL_TEST_SEND_TOPIC``.
+sends a stream output to ``VIGIL_TEST_SEND_TOPIC``, ``block_s`` blocks the event loop that long
+(a synchronous call in a handler).
 
 Its topic and name come from the test that starts the worker (``VIGIL_TEST_TOPIC``, ``VIGIL_TEST_AGENT``).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -92,6 +94,8 @@ async def recorder(event: Any, ctx: Context) -> None:
         raise RuntimeError(f"handler fails for n={n}")
     if value.get("bad"):
         _bad_output(str(value["bad"]), ctx)
+    if value.get("block_s"):
+        time.sleep(float(value["block_s"]))  # noqa: ASYNC251  # the blocking call under test
     if value.get("touch_db"):
         await ctx.session.execute(text("SELECT 1"))
     if value.get("send") and SEND_TOPIC:
