@@ -117,7 +117,9 @@ class LoopWatch:
             except RuntimeError:  # the loop closed
                 return
             if self._answered.wait(self.stall_s):
-                if answered % DEPTH_EVERY == 0:
+                # Every beat of the first second (the first may be answered while the loop is busy,
+                # and a stall soon after would be judged by that depth), then every DEPTH_EVERY.
+                if answered < DEPTH_EVERY or answered % DEPTH_EVERY == 0:
                     self._learn_idle_depth()
                 answered += 1
                 continue
@@ -178,11 +180,15 @@ class LoopWatch:
 
 
 def _where(sample: Sample) -> str:
+    stack = "".join(sample.stack).rstrip() or "  (no stack)"
     if sample.outside_python:
+        # The loop's own stack too: the idle depth is a heuristic, and a wrong one must not hide it.
         return (
             "the loop's thread ran no Python code of its own (it was in C: the event loop, a C "
             "function it called, or waiting for the interpreter lock while another thread held "
             "it); the other threads were in:\n"
-            + "\n".join(f"  [{name}]\n{''.join(stack).rstrip()}" for name, stack in sample.others)
+            + "\n".join(f"  [{name}]\n{''.join(other).rstrip()}" for name, other in sample.others)
+            + "\nand the loop's thread in (innermost last):\n"
+            + stack
         )
-    return "the loop's thread was in (innermost last):\n" + ("".join(sample.stack).rstrip() or "  (no stack)")
+    return "the loop's thread was in (innermost last):\n" + stack

@@ -78,6 +78,7 @@ def test_a_loop_stuck_in_c_code_is_logged_with_where_the_other_threads_were(
     message = record.getMessage()
     assert "ran no Python code of its own" in message
     assert "[busy-neighbour]" in message and "_other_threads_work" in message
+    assert "and the loop's thread in (innermost last):" in message  # shown too: the depth is a heuristic
 
 
 def test_a_loop_that_keeps_answering_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
