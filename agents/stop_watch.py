@@ -92,6 +92,7 @@ class StopWatch:
         self._clock = clock
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._disarmed = threading.Event()
         self.started_at: float | None = None
         #: Reports logged so far.
         self.reports = 0
@@ -107,10 +108,15 @@ class StopWatch:
             )
             self._thread.start()
 
+    def disarm(self) -> None:
+        """No more reports (the process exits on its own anyway; tests stop the thread with it)."""
+        self._disarmed.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
     def _run(self, reason: str) -> None:
         wait = self.report_after_s
-        while True:
-            time.sleep(wait)
+        while not self._disarmed.wait(wait):
             self.report(reason)
             wait = self.report_every_s
 

@@ -64,6 +64,7 @@ def test_a_long_stop_is_reported_after_the_delay_then_every_period(caplog: pytes
         while watch.reports < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
+        watch.disarm()  # a watch left running would log (and allocate) for the rest of the process
         release.set()
         holder.join()
     assert watch.reports >= 2
@@ -77,4 +78,6 @@ def test_no_report_when_the_stop_ends_in_time(caplog: pytest.LogCaptureFixture) 
     watch = StopWatch(report_after_s=5)
     watch.arm("on SIGTERM")
     time.sleep(0.05)
+    watch.disarm()
     assert watch.reports == 0 and not caplog.records
+    assert watch._thread is not None and not watch._thread.is_alive()
