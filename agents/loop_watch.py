@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -64,6 +64,25 @@ class Sample:
     outside_python: bool
     #: Other threads by name, with their innermost frames (when ``outside_python``).
     others: list[tuple[str, list[str]]]
+
+
+def thread_frames(
+    frames: Mapping[int, FrameType], depth: int, *, skip: Collection[int | None] = ()
+) -> list[tuple[str, list[str]]]:
+    """Each thread of ``frames`` (``sys._current_frames()``) but those in ``skip``, named (", daemon"
+    added for a daemon thread), with its innermost ``depth`` frames formatted, innermost last."""
+    names = {t.ident: (t.name, t.daemon) for t in threading.enumerate()}
+    threads = []
+    for ident, frame in frames.items():
+        if ident in skip:
+            continue
+        name, daemon = names.get(ident, (str(ident), True))
+        threads.append((f"{name}, daemon" if daemon else name, traceback.format_stack(frame)[-depth:]))
+    return threads
+
+
+def format_threads(threads: Sequence[tuple[str, Sequence[str]]]) -> str:
+    return "\n".join(f"  [{name}]\n{''.join(stack).rstrip()}" for name, stack in threads)
 
 
 class LoopWatch:
@@ -145,15 +164,11 @@ class LoopWatch:
         frame = frames.get(self._loop_thread or 0)
         stack = traceback.format_stack(frame)[-STACK_FRAMES:] if frame is not None else []
         outside = frame is not None and self._idle_depth is not None and _depth(frame) <= self._idle_depth
-        others: list[tuple[str, list[str]]] = []
-        if outside:
-            names = {thread.ident: thread.name for thread in threading.enumerate()}
-            mine = threading.get_ident()
-            others = [
-                (names.get(ident, str(ident)), traceback.format_stack(other)[-OTHER_FRAMES:])
-                for ident, other in frames.items()
-                if ident not in (self._loop_thread, mine)
-            ]
+        others = (
+            thread_frames(frames, OTHER_FRAMES, skip={self._loop_thread, threading.get_ident()})
+            if outside
+            else []
+        )
         return Sample(stack, outside, others)
 
     def report_still(self, stood_s: float, sample: Sample) -> None:
@@ -187,7 +202,7 @@ def _where(sample: Sample) -> str:
             "the loop's thread ran no Python code of its own (it was in C: the event loop, a C "
             "function it called, or waiting for the interpreter lock while another thread held "
             "it); the other threads were in:\n"
-            + "\n".join(f"  [{name}]\n{''.join(other).rstrip()}" for name, other in sample.others)
+            + format_threads(sample.others)
             + "\nand the loop's thread in (innermost last):\n"
             + stack
         )

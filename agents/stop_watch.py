@@ -16,8 +16,9 @@ import logging
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
+
+from agents.loop_watch import format_threads, thread_frames
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,7 @@ FRAMES = 8
 def thread_stacks(frames: int = FRAMES, *, skip: int | None = None) -> str:
     """Every live thread by name (daemon or not) with its innermost ``frames`` frames, innermost last;
     ``skip``: a thread ident left out (the caller's own)."""
-    names = {t.ident: (t.name, t.daemon) for t in threading.enumerate()}
-    parts = []
-    for ident, frame in sys._current_frames().items():
-        if ident == skip:
-            continue
-        name, daemon = names.get(ident, (str(ident), True))
-        stack = "".join(traceback.format_stack(frame)[-frames:]).rstrip()
-        parts.append(f"  [{name}{', daemon' if daemon else ''}]\n{stack}")
-    return "\n".join(parts)
+    return format_threads(thread_frames(sys._current_frames(), frames, skip={skip}))
 
 
 def _awaits(coro: object) -> list[str]:
