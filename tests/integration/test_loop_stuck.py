@@ -29,7 +29,8 @@ def test_a_handler_blocking_the_loop_is_logged_with_its_line_while_it_blocks(
         # Started: an event processed, and the worker's tasks running (the HTTP task logs its port
         # after the runtime's task, which starts the loop watch).
         produce_events(stack, topic, [("evt-0", {"n": 0})])
-        count = lambda: scalar(fresh_database, "SELECT count(*) FROM vigil.processed_events")  # noqa: E731
+        # The agent's own business rows (committed with each event's unit of work).
+        count = lambda: scalar(fresh_database, "SELECT count(*) FROM public.effects_core")  # noqa: E731
         wait_for_count(count, 1, "the first event processed", worker, log)
         deadline = time.monotonic() + 60
         while "HTTP ingest on port" not in log.read_text(errors="replace"):
@@ -41,13 +42,14 @@ def test_a_handler_blocking_the_loop_is_logged_with_its_line_while_it_blocks(
             assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
             assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
             time.sleep(0.5)
-        # Reported while it still blocked: the event is not processed yet.
+        # Reported while it still blocked: the event's row is not there yet.
         assert count() == 1
         text = log.read_text(errors="replace")
         report = text[text.index("the event loop has stood still for") :][:20000]
         assert "recorder.py" in report and 'time.sleep(float(value["block_s"]))' in report, report
         # Once the handler returns, the event is processed, once, and the stall is logged as usual.
-        wait_for_count(count, 2, "the blocked event processed", worker, log)
+        wait_for_count(count, 2, "the blocked event's business row", worker, log)
+        assert scalar(fresh_database, "SELECT count(*) FROM public.effects_core WHERE n = 1") == 1
         assert "the event loop stood still for" in log.read_text(errors="replace")
     finally:
         stop(worker)
