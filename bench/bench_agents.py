@@ -58,9 +58,9 @@ import psycopg
 from bench.common import RESULTS_DIR, BenchContext, Measurement
 from bench.peers.work import AGGREGATE, EVENT_ID_HEADER
 from bench.procs import cpu_seconds as _cpu_seconds
+from bench.procs import cpu_split, ledger_window, log_dir, split_text, thread_cpu, time_split, wait_quiet
 from bench.procs import drop_database as _drop_database
 from bench.procs import fresh_database as _fresh_database
-from bench.procs import ledger_window, log_dir, time_split, wait_quiet
 from bench.procs import sched_seconds as procs_sched
 from bench.procs import stop as _stop
 from bench.procs import tail as _tail
@@ -171,6 +171,8 @@ class Outcome:
     #: Events per committed transaction over the whole run (its ``processed_events`` rows per distinct
     #: ``processed_at``, the transaction's start): a worker's batch size as it came out.
     per_transaction: float | None = None
+    #: The first process's CPU seconds between t0 and t1 by part (:func:`bench.procs.cpu_split`).
+    cpu_split: dict[str, float] = field(default_factory=dict)
 
 
 def run(ctx: BenchContext) -> list[Measurement]:
@@ -342,6 +344,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
     progressed, seen = spawned, -1
     cpu0: list[float] = []
     sched0 = (0.0, 0.0)
+    threads0: dict[int, tuple[str, float]] = {}
     last_print = spawned
     with psycopg.connect(db_url, autocommit=True) as conn:
         while True:
@@ -359,11 +362,13 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
                 t0, c0 = now, count
                 cpu0 = [_cpu_seconds(p.pid) for p, _ in procs]
                 sched0 = procs_sched(procs[0][0].pid)
+                threads0 = thread_cpu(procs[0][0].pid)
             if count >= n and t0 is not None:
                 if now <= t0 or count == c0:
                     raise RuntimeError(f"{agent}: all {n} events in one poll; raise --scale to measure")
                 spent = [_cpu_seconds(p.pid) - before for (p, _), before in zip(procs, cpu0, strict=True)]
                 main_thread = time_split(sched0, procs_sched(procs[0][0].pid), now - t0)
+                split = cpu_split(procs[0][0].pid, threads0, thread_cpu(procs[0][0].pid))
                 per_transaction = conn.execute(PER_TRANSACTION_SQL, (agent,)).fetchone()
                 return Outcome(
                     (n - c0) / (now - t0),
@@ -374,6 +379,7 @@ def _measure(db_url: str, agent: str, n: int, procs: list[tuple[subprocess.Popen
                     last_cpu_per_event=spent[-1] / (n - c0),
                     main_thread=main_thread,
                     per_transaction=per_transaction[0] if per_transaction else None,
+                    cpu_split=split,
                 )
             for proc, log in procs:
                 if proc.poll() is not None:
@@ -561,6 +567,10 @@ def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Mea
         if not out.cpu_per_event:
             continue
         notes = "CPU seconds of its processes between t0 and t1 / events; relay " + _relay_mode(variant)
+        if out.cpu_split:
+            notes += "; µs per event of its (first) process's parts" + split_text(
+                out.cpu_split, out.counted, 1
+            )
         if out.main_thread:
             notes += "; its (first) process's main thread: " + ", ".join(
                 f"{part} {pct:.0f}%" for part, pct in out.main_thread.items()

@@ -154,13 +154,6 @@ def run(ctx: BenchContext) -> list[Measurement]:
     return latency_rows(outcomes)
 
 
-def _split_text(split: dict[str, float], rows: int) -> str:
-    """`` (event loop 380, librdkafka 120, other threads 40)``: µs per row of each part, if measured."""
-    if not split or not rows:
-        return ""
-    return " (" + ", ".join(f"{part} {seconds * 1e6 / rows:,.0f}" for part, seconds in split.items()) + ")"
-
-
 def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
     """p50, p99 and max per variant; the Vigil variants' with their ratio to the polling peer."""
     rows: list[Measurement] = []
@@ -177,7 +170,7 @@ def latency_rows(outcomes: dict[str, Outcome]) -> list[Measurement]:
                     row,
                     notes=f"{len(out.latencies_ms):,} rows at {out.rate:,.0f} rows/s for {out.seconds:.0f}s; "
                     f"its process's CPU {out.cpu_s * 1e6 / max(1, len(out.latencies_ms)):,.0f} µs per row"
-                    + _split_text(out.cpu_split, len(out.latencies_ms))
+                    + procs.split_text(out.cpu_split, len(out.latencies_ms))
                     + "; "
                     "Postgres clock_timestamp() of both commits"
                     + (
@@ -274,7 +267,9 @@ def _run_variant(
             print(f"    worst latency (ms) per second of the run: {worst_per_second(timed)}", flush=True)
             stolen = steal_of_run(samples, timed)
             print(f"    hypervisor steal (% of the machine) per second: {_percents(stolen)}", flush=True)
-            print(f"    CPU µs per row by part of the process:{_split_text(split, len(timed))}", flush=True)
+            print(
+                f"    CPU µs per row by part of the process:{procs.split_text(split, len(timed))}", flush=True
+            )
             stages = _stages(conn, source, sink, first) if variant.mode == "emit" else ""
             if stages:
                 print(f"    stages p50/p99 ms: {stages}", flush=True)

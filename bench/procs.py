@@ -181,6 +181,18 @@ def cpu_split(
     return split
 
 
+def split_text(split: Mapping[str, float], count: int, digits: int = 0) -> str:
+    """`` (event loop 380, librdkafka 120, other threads 40)``: µs per row or event of each part of
+    a :func:`cpu_split` (``digits`` after the point), if measured."""
+    if not split or not count:
+        return ""
+    return (
+        " ("
+        + ", ".join(f"{part} {seconds * 1e6 / count:,.{digits}f}" for part, seconds in split.items())
+        + ")"
+    )
+
+
 def _machine_ticks() -> list[int]:
     """Clock ticks of every core since boot, from ``/proc/stat``'s first line: user nice system idle
     iowait irq softirq steal (guest time is counted in user already)."""

@@ -325,6 +325,15 @@ def test_the_latency_rows_show_the_cpu_per_row_of_each_part() -> None:
     assert "its process's CPU 500 µs per row (event loop 300, librdkafka 200)" in p50.notes
 
 
+def test_the_agents_cpu_rows_show_the_cpu_per_event_of_each_part() -> None:
+    variant = next(v for v in bench_agents.VARIANTS if v.label == bench_agents.VIGIL_1)
+    out = bench_agents.Outcome(
+        1000.0, 1.0, 10_000, 10.0, cpu_per_event=60e-6, cpu_split={procs.LOOP: 0.5, procs.LIBRDKAFKA: 0.05}
+    )
+    (row,) = bench_agents._cpu_rows([variant], {variant.label: out})
+    assert "µs per event of its (first) process's parts (event loop 50.0, librdkafka 5.0)" in row.notes
+
+
 def test_steal_per_second_counts_each_interval_in_the_second_it_ends_in() -> None:
     # (epoch s, stolen ticks, all ticks) as StealWatch samples them: 200 ticks a second on 2 cores
     samples = [
