@@ -43,6 +43,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from agents.api import AgentSpec
+from agents.named_thread import NamedThread
 from streams.kafka import make_consumer
 from streams.settings import Settings
 
@@ -245,7 +246,7 @@ class BatchFeed:
         if self._thread is not None:
             return
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name=f"vigil-feed-{self.spec.name}", daemon=True)
+        self._thread = NamedThread(target=self._run, name=f"vigil-feed-{self.spec.name}", daemon=True)
         self._thread.start()
 
     def take(self, batch: FeedBatch) -> None:

@@ -24,6 +24,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from agents.named_thread import name_os_thread
 from streams.catalog import PROCESSED_EVENTS
 from streams.ledger_records import installation_tail
 from streams.processed_table import ProcessedTable
@@ -90,6 +91,7 @@ class LedgerReader(threading.Thread):
         ]
 
     def run(self) -> None:
+        name_os_thread(self.name)
         # This worker's own records come back here after its run_batch added their keys: they are
         # recognised by their key's bytes (ProcessedTable.is_echo) and skipped before their keys are
         # hashed again. Keys stay bytes: the table digests a ledger key's UTF-8 bytes.

@@ -27,6 +27,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from agents.named_thread import NamedThread
+
 log = logging.getLogger(__name__)
 
 #: How often the loop is asked to answer.
@@ -117,7 +119,7 @@ class LoopWatch:
         if self._thread is not None:
             return
         self._loop_thread = threading.get_ident()
-        self._thread = threading.Thread(target=self._run, name="vigil-loop-watch", daemon=True)
+        self._thread = NamedThread(target=self._run, name="vigil-loop-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from agents.loop_watch import format_threads, thread_frames
+from agents.named_thread import NamedThread
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,7 @@ class StopWatch:
             if self._thread is not None:
                 return
             self.started_at = self._clock()
-            self._thread = threading.Thread(
-                target=self._run, args=(reason,), name="vigil-stop-watch", daemon=True
-            )
+            self._thread = NamedThread(target=self._run, args=(reason,), name="vigil-stop-watch", daemon=True)
             self._thread.start()
 
     def disarm(self) -> None:

@@ -30,6 +30,7 @@ from agents.gc_watch import SlowCollections
 from agents.ledger import LedgerReader, ProcessedTable
 from agents.loop_watch import LoopWatch
 from agents.metrics import Metrics
+from agents.named_thread import NamedThread
 from agents.outputs import KafkaOutputs
 from agents.prune import prune_all
 from agents.prune_policy import Retentions, retention_warnings
@@ -200,14 +201,14 @@ class WorkerRuntime:
         self.loop_watch.start()
         self.start_ledger()
         if self.relay is not None:
-            self._relay_thread = threading.Thread(
+            self._relay_thread = NamedThread(
                 target=self._run_relay, args=(self.relay,), name="vigil-outbox-relay", daemon=True
             )
             self._relay_thread.start()
             self._threads.append(self._relay_thread)
         for name, part in (("vigil-scheduler", self.scheduler), ("vigil-watches", self.watches)):
             if part is not None:
-                thread = threading.Thread(target=part.run, args=(self._stop,), name=name, daemon=True)
+                thread = NamedThread(target=part.run, args=(self._stop,), name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
 

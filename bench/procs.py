@@ -149,6 +149,10 @@ def cpu_seconds(pid: int) -> float:
 
 #: The parts :func:`cpu_split` puts a process's threads in.
 LOOP, LIBRDKAFKA, OTHER_THREADS = "event loop", "librdkafka", "other threads"
+FEEDS, LEDGER_READER = "feeds", "ledger reader"
+#: Vigil's threads with a part of their own, by the start of their OS name
+#: (:class:`agents.named_thread.NamedThread`; Linux keeps 15 bytes of it).
+NAMED_PARTS = (("vigil-feed-", FEEDS), ("vigil-ledger-re", LEDGER_READER))
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
@@ -171,13 +175,24 @@ def cpu_split(
     pid: int, before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]]
 ) -> dict[str, float]:
     """CPU seconds each part of process ``pid`` spent between two :func:`thread_cpu` readings: its
-    main thread (where a worker's event loop runs), librdkafka's threads (named ``rdk:…``) and the
-    others (Python's own threads: feeds, the ledger reader, watches). A thread that started in
-    between counts from zero."""
-    split = {LOOP: 0.0, LIBRDKAFKA: 0.0, OTHER_THREADS: 0.0}
+    main thread (where a worker's event loop runs), librdkafka's threads (named ``rdk:…``), the
+    agents' feeds and the ledger reader (:data:`NAMED_PARTS`, each only when it has a thread) and
+    the others (Python's other threads: watches, the scheduler). A thread that started in between
+    counts from zero."""
+    split = {LOOP: 0.0, LIBRDKAFKA: 0.0}
+    others = 0.0
     for tid, (name, seconds) in after.items():
-        part = LOOP if tid == pid else LIBRDKAFKA if name.startswith("rdk:") else OTHER_THREADS
-        split[part] += seconds - before.get(tid, (name, 0.0))[1]
+        spent = seconds - before.get(tid, (name, 0.0))[1]
+        named = next((part for prefix, part in NAMED_PARTS if name.startswith(prefix)), None)
+        if tid == pid:
+            split[LOOP] += spent
+        elif name.startswith("rdk:"):
+            split[LIBRDKAFKA] += spent
+        elif named is not None:
+            split[named] = split.get(named, 0.0) + spent
+        else:
+            others += spent
+    split[OTHER_THREADS] = others
     return split
 
 

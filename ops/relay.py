@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from agents.named_thread import NamedThread
 from agents.relay import OutboxRelay
 from ops import migrations
 from ops.connectors_cli import connector_files
@@ -98,7 +99,7 @@ def run_relay(settings: Settings, *, idle_sleep: float = 0.5) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     # The relay runs in a thread so that the main thread, which receives the signals, only ever
     # waits in join(): setting the stop event from a handler can then never interrupt the relay.
-    thread = threading.Thread(target=work, name="vigil-outbox-relay")
+    thread = NamedThread(target=work, name="vigil-outbox-relay")
     log.warning(
         "vigil relay %s: publishing vigil.outbox (heartbeat relay:%s)", resolved.app_id, resolved.app_id
     )

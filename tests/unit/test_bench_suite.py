@@ -317,6 +317,27 @@ def test_cpu_split_puts_the_main_thread_librdkafka_and_the_other_threads_apart()
     assert split == pytest.approx({procs.LOOP: 0.4, procs.LIBRDKAFKA: 0.15, procs.OTHER_THREADS: 0.3})
 
 
+def test_cpu_split_gives_the_feeds_and_the_ledger_reader_parts_of_their_own() -> None:
+    before = {100: ("vigil", 1.0), 101: ("vigil-feed-benc", 0.5), 102: ("vigil-feed-benc", 0.5)}
+    after = {
+        100: ("vigil", 1.5),
+        101: ("vigil-feed-benc", 0.6),
+        102: ("vigil-feed-benc", 0.7),
+        103: ("vigil-ledger-re", 0.25),
+        104: ("vigil-watches", 0.05),
+    }
+    split = procs.cpu_split(100, before, after)
+    assert split == pytest.approx(
+        {
+            procs.LOOP: 0.5,
+            procs.LIBRDKAFKA: 0.0,
+            procs.FEEDS: 0.3,
+            procs.LEDGER_READER: 0.25,
+            procs.OTHER_THREADS: 0.05,
+        }
+    )
+
+
 def test_the_latency_rows_show_the_cpu_per_row_of_each_part() -> None:
     out = bench_latency.Outcome(
         [10.0, 20.0], 1000.0, 20.0, cpu_s=0.001, cpu_split={procs.LOOP: 0.0006, procs.LIBRDKAFKA: 0.0004}
