@@ -46,7 +46,9 @@ Headers = Mapping[str, bytes]
 _LONG_NUMBER = re.compile(rb"[0-9]{20}|-[0-9]{19}")
 #: Every digit to b"0", a minus kept, every other byte to b" ": ``_LONG_NUMBER`` matches exactly
 #: where the translated text holds ``_LONG_RUN`` or ``_LONG_NEGATIVE`` (C passes, ~5x quicker than
-#: the regex's scan).
+#: the regex's scan). Looked for with ``find``, not ``in``: CPython 3.11's ``bytes.__contains__``
+#: first tries its argument as an integer (``1 in b"..."``), raising and clearing a TypeError for
+#: a bytes argument, which costs as much as the search itself.
 _DIGITS_ONLY = bytes(0x30 if 0x30 <= i <= 0x39 else 0x2D if i == 0x2D else 0x20 for i in range(256))
 _LONG_RUN = b"0" * 20
 _LONG_NEGATIVE = b"-" + b"0" * 19
@@ -55,7 +57,7 @@ _LONG_NEGATIVE = b"-" + b"0" * 19
 def _has_long_number(data: bytes) -> bool:
     if type(data) is bytes:
         digits = data.translate(_DIGITS_ONLY)
-        return _LONG_RUN in digits or _LONG_NEGATIVE in digits
+        return digits.find(_LONG_RUN) >= 0 or digits.find(_LONG_NEGATIVE) >= 0
     return _LONG_NUMBER.search(data) is not None
 
 
