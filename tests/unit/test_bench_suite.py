@@ -355,6 +355,18 @@ def test_the_agents_cpu_rows_show_the_cpu_per_event_of_each_part() -> None:
     assert "µs per event of its (first) process's parts (event loop 50.0, librdkafka 5.0)" in row.notes
 
 
+def test_the_agents_cpu_rows_compare_vigils_cpu_with_the_set_based_loops() -> None:
+    by_label = {v.label: v for v in bench_agents.VARIANTS}
+    outcomes = {
+        bench_agents.LOOP_SET: bench_agents.Outcome(20_000.0, 0.5, 10_000, 0.5, cpu_per_event=25e-6),
+        bench_agents.VIGIL_1: bench_agents.Outcome(10_000.0, 1.0, 10_000, 1.0, cpu_per_event=70e-6),
+    }
+    rows = bench_agents._cpu_rows([by_label[label] for label in outcomes], outcomes)
+    notes = {row.variant: row.notes for row in rows}
+    assert "2.80x the set-based loop's" in notes[bench_agents.VIGIL_1]
+    assert "set-based loop's" not in notes[bench_agents.LOOP_SET]
+
+
 def test_steal_per_second_counts_each_interval_in_the_second_it_ends_in() -> None:
     # (epoch s, stolen ticks, all ticks) as StealWatch samples them: 200 ticks a second on 2 cores
     samples = [
