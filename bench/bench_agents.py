@@ -562,8 +562,9 @@ def _cpu_rows(variants: list[Variant], outcomes: dict[str, Outcome]) -> list[Mea
     """CPU per event of every variant, with its ratio to loop (1)'s (and the profile, if one ran)."""
     rows = []
     base = outcomes[LOOP_ROWS].cpu_per_event if LOOP_ROWS in outcomes else 0.0
-    # The set-based loop's CPU per event moves with the machine's speed as Vigil's does (22 µs on a
-    # quiet machine, 30 in a slow spell): Vigil's against it tells a slow machine from a slower Vigil.
+    # The set-based loop's CPU per event moves with the machine's speed too, though less than Vigil's
+    # (mostly C and Postgres waits against Vigil's Python): 63.3 µs was 2.86x its 22.1 in session
+    # 17's quiet run, and the same worker 3.3-3.7x in a slow spell of session 18.
     set_based = outcomes[LOOP_SET].cpu_per_event if LOOP_SET in outcomes else 0.0
     for variant in variants:
         out = outcomes[variant.label]
