@@ -160,10 +160,9 @@ class KafkaOutputs:
     ) -> None:
         """Queue one ``vigil.processed-events`` record per event this batch recorded as processed
         (``keys``: their ledger keys by event id, if made already)."""
-        statuses: dict[str, str] = {}
-        statuses.update((e, "succeeded") for e in result.succeeded)
-        statuses.update((e, "review") for e in result.rejected)
-        statuses.update((e, "dead_lettered") for e in result.dead_lettered)
+        statuses = dict.fromkeys(result.succeeded, "succeeded")
+        statuses.update(dict.fromkeys(result.rejected, "review"))
+        statuses.update(dict.fromkeys(result.dead_lettered, "dead_lettered"))
         done: list[Item] = []
         rows: list[Processed] = []
         for item in items:

@@ -120,9 +120,18 @@ class Attempt:
     run_ids: dict[str, str]
     claimed: set[str] = field(default_factory=set)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    #: The ids of ``outcomes`` by the kind of their outcome, in the order they were recorded: the
+    #: steps after the handlers ask for one kind at a time, five times a batch.
+    by_kind: dict[type, list[str]] = field(default_factory=lambda: {Succeeded: [], Rejected: [], Failed: []})
+
+    def record(self, event_id: str, outcome: Outcome) -> None:
+        """What ``event_id``'s handler did in this attempt."""
+        self.outcomes[event_id] = outcome
+        self.by_kind[type(outcome)].append(event_id)
 
     def of(self, kind: type[Succeeded] | type[Rejected] | type[Failed]) -> list[str]:
-        return [event_id for event_id, outcome in self.outcomes.items() if isinstance(outcome, kind)]
+        """The ids whose outcome is of ``kind``, in the order they were recorded."""
+        return list(self.by_kind[kind])
 
 
 @dataclass
@@ -292,8 +301,9 @@ class UnitOfWork:
                 if item.event_id not in attempt.claimed:
                     continue
                 prior = refused.get(item.event_id)
-                outcome = Failed(prior) if prior is not None else await self._run(conn, item, number)
-                attempt.outcomes[item.event_id] = outcome
+                attempt.record(
+                    item.event_id, Failed(prior) if prior is not None else await self._run(conn, item, number)
+                )
             await self._send(attempt)
             await batch_writes.unclaim(driver, self.spec.name, attempt.of(Failed))
             await self._write(driver, attempt, items)
