@@ -69,3 +69,60 @@ def test_outbox_rows_written_before_are_skipped_and_the_transaction_goes_on(fres
         claimed = conn.execute("SELECT event_id FROM vigil.processed_events ORDER BY event_id").fetchall()
     assert stored == [(f"key-{n}", f"evt-{n}") for n in (1, 2, 3, 4)]
     assert claimed == [("a",), ("b",)]
+
+
+def test_runs_with_and_without_an_error_or_steps_are_stored_as_written(fresh_database: str) -> None:
+    # A run with neither an error nor steps leaves error and trace to their defaults (COPY's quick
+    # path); the others go in a second COPY. One batch of both, odd ids among them.
+    now = 1_796_000_000_123_456_789
+    runs = [
+        batch_writes.RunRecord(
+            str(uuid.uuid4()), event_id, "orders", "succeeded", 1, now, now + 1_000, None, []
+        )
+        for event_id in ODD_IDS
+    ]
+    runs.insert(
+        3,
+        batch_writes.RunRecord(
+            str(uuid.uuid4()), "rejected-1", "orders", "rejected", 2, now, now, "no\tway", []
+        ),
+    )
+    runs.insert(
+        5,
+        batch_writes.RunRecord(
+            str(uuid.uuid4()),
+            "traced-1",
+            "orders",
+            "succeeded",
+            1,
+            now,
+            now,
+            None,
+            [{"step": "look", "n": 1}],
+        ),
+    )
+
+    async def write() -> None:
+        async with await psycopg.AsyncConnection.connect(fresh_database) as conn, conn.transaction():
+            await batch_writes.write_runs(conn, "agent", runs)
+
+    asyncio.run(write())
+    with psycopg.connect(fresh_database) as conn:
+        stored = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT run_id::text, event_id, status, attempt, error, trace, "
+                "(extract(epoch FROM finished_at - started_at) * 1e6)::int FROM vigil.runs WHERE agent = 'agent'"
+            )
+        }
+    assert len(stored) == len(runs)
+    for run in runs:
+        expected_micros = (run.finished_ns - run.started_ns) // 1000
+        assert stored[run.run_id] == (
+            run.event_id,
+            run.status,
+            run.attempt,
+            run.error,
+            run.trace,
+            expected_micros,
+        )
