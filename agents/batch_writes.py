@@ -138,6 +138,20 @@ async def _copy_outbox(driver: Any, rows: Sequence[tuple[OutboxRow, str]]) -> No
 _RUN_COLUMNS = "run_id, agent, event_id, trigger, status, attempt, started_at, finished_at"
 
 
+def _run_fields(run: RunRecord, agent: str) -> tuple[str, ...]:
+    """The ``COPY`` text of :data:`_RUN_COLUMNS` for ``run``."""
+    return (
+        run.run_id,
+        agent,
+        run.event_id,
+        run.trigger,
+        run.status,
+        str(run.attempt),
+        timestamp_text(run.started_ns),
+        timestamp_text(run.finished_ns),
+    )
+
+
 async def write_runs(driver: Any, agent: str, runs: Sequence[RunRecord]) -> None:
     """Insert run records. A run with neither an error nor trace steps (a handler that succeeded
     and called no ``ctx.step``: nearly all of them) leaves both columns to their defaults, so that
@@ -147,42 +161,15 @@ async def write_runs(driver: Any, agent: str, runs: Sequence[RunRecord]) -> None
         return
     plain = [run for run in runs if run.error is None and not run.trace]
     if plain:
-        await _copy(
-            driver,
-            f"COPY vigil.runs ({_RUN_COLUMNS}) FROM STDIN",
-            [
-                (
-                    run.run_id,
-                    agent,
-                    run.event_id,
-                    run.trigger,
-                    run.status,
-                    str(run.attempt),
-                    timestamp_text(run.started_ns),
-                    timestamp_text(run.finished_ns),
-                )
-                for run in plain
-            ],
-            8,
-        )
+        rows = [_run_fields(run, agent) for run in plain]
+        await _copy(driver, f"COPY vigil.runs ({_RUN_COLUMNS}) FROM STDIN", rows, 8)
     if len(plain) == len(runs):
         return
     await _copy(
         driver,
         f"COPY vigil.runs ({_RUN_COLUMNS}, error, trace) FROM STDIN",
         [
-            (
-                run.run_id,
-                agent,
-                run.event_id,
-                run.trigger,
-                run.status,
-                str(run.attempt),
-                timestamp_text(run.started_ns),
-                timestamp_text(run.finished_ns),
-                run.error,
-                json.dumps(run.trace, default=str) if run.trace else "[]",
-            )
+            (*_run_fields(run, agent), run.error, json.dumps(run.trace, default=str) if run.trace else "[]")
             for run in runs
             if run.error is not None or run.trace
         ],
