@@ -33,7 +33,7 @@ _V5_SET = 0x8000 << 48 | 5 << 76
 _SET_INT = uuid.UUID.__dict__["int"].__set__
 _SET_IS_SAFE = uuid.UUID.__dict__["is_safe"].__set__
 #: SHA-1 of the namespace's bytes, copied for each id: ``hashlib.sha1()`` looks the algorithm up
-#: in OpenSSL on every call (≈ 10k instructions), a copy does not.
+#: in OpenSSL on every call (``EVP_MD_fetch``: name compares under a lock), a copy does not.
 _NAMESPACE_SHA1 = hashlib.sha1(_NAMESPACE_BYTES, usedforsecurity=False)
 _UNKNOWN = uuid.SafeUUID.unknown
 
