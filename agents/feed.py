@@ -49,6 +49,9 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The start of a feed's thread's name (its agent's name follows), in Python and in the OS.
+FEED_THREAD_PREFIX = "vigil-feed-"
+
 #: Batches a feed may have waiting for its agent: the next one is read while one is processed.
 QUEUED_BATCHES = 2
 #: Kilobytes a feed's consumer fetches ahead, at most (librdkafka's default is 64 MB a consumer).
@@ -246,7 +249,9 @@ class BatchFeed:
         if self._thread is not None:
             return
         self._loop = loop
-        self._thread = NamedThread(target=self._run, name=f"vigil-feed-{self.spec.name}", daemon=True)
+        self._thread = NamedThread(
+            target=self._run, name=f"{FEED_THREAD_PREFIX}{self.spec.name}", daemon=True
+        )
         self._thread.start()
 
     def take(self, batch: FeedBatch) -> None:

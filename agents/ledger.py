@@ -33,6 +33,9 @@ __all__ = ["LedgerReader", "ProcessedTable"]
 
 log = logging.getLogger(__name__)
 
+#: The reader's thread's name, in Python and in the OS (cut to 15 bytes there).
+LEDGER_THREAD = "vigil-ledger-reader"
+
 
 class LedgerReader(threading.Thread):
     """Reads ``vigil.processed-events`` into a :class:`ProcessedTable` (the newest records that the
@@ -55,7 +58,7 @@ class LedgerReader(threading.Thread):
         installation: str,
         retention_s: float | None = None,
     ) -> None:
-        super().__init__(name="vigil-ledger-reader", daemon=True)
+        super().__init__(name=LEDGER_THREAD, daemon=True)
         self.consumer = consumer
         self.table = table
         self.topic = topic

@@ -25,6 +25,9 @@ import httpx
 import psycopg
 from confluent_kafka import KafkaException
 
+from agents.feed import FEED_THREAD_PREFIX
+from agents.ledger import LEDGER_THREAD
+from agents.named_thread import os_thread_name
 from ops import migrations
 from streams.kafka import make_admin
 from streams.lag import describe_group
@@ -152,7 +155,10 @@ LOOP, LIBRDKAFKA, OTHER_THREADS = "event loop", "librdkafka", "other threads"
 FEEDS, LEDGER_READER = "feeds", "ledger reader"
 #: Vigil's threads with a part of their own, by the start of their OS name
 #: (:class:`agents.named_thread.NamedThread`; Linux keeps 15 bytes of it).
-NAMED_PARTS = (("vigil-feed-", FEEDS), ("vigil-ledger-re", LEDGER_READER))
+NAMED_PARTS = (
+    (os_thread_name(FEED_THREAD_PREFIX).decode(), FEEDS),
+    (os_thread_name(LEDGER_THREAD).decode(), LEDGER_READER),
+)
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
