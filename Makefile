@@ -23,4 +23,5 @@ lint: setup
 
 clean:
 	-$(VENV)/bin/vigil services down
-	rm -rf .vigil
+	-VIGIL_HOME=.vigil-bench $(VENV)/bin/vigil services down
+	rm -rf .vigil .vigil-bench

@@ -22,6 +22,7 @@ from rich.console import Console
 
 import bench
 from bench.common import BenchContext, Measurement, machine, payload, render, write_json
+from bench.isolation import BENCH_HOME_ENV, bench_home, other_stacks, other_stacks_text, use_bench_home
 from bench.targets import TARGETS, evaluate
 
 #: The default run, in this order: ``memory`` last, because its million ledger records are read
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply event counts and durations (0.1 for a quick look)"
     )
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help=f"reuse the benchmarks' stack and state directory ({BENCH_HOME_ENV}, default .vigil-bench) "
+        "as the last run left them, and leave the stack running; without it the directory is emptied "
+        "first and the stack stopped at the end",
+    )
     args = parser.parse_args(argv)
     # Piped into a log (CI, `make bench > file`), rich would wrap the table at 80 columns, one word
     # of each cell a line; a wide table reads there.
@@ -61,9 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(discover()))
     if unknown:
         parser.error(f"no such benchmark: {', '.join(unknown)} (there are: {', '.join(discover())})")
+    home = bench_home()
+    use_bench_home(home, fresh=not args.keep_state)
+    console.print(f"state directory {home} ({'as the last run left it' if args.keep_state else 'emptied'})")
+    others = other_stacks(home)
+    if others:
+        console.print(f"[yellow]{other_stacks_text(others)}[/]")
     ctx = BenchContext(scale=args.scale)
     started = time.time()
-    at_start = machine()
+    at_start = {
+        **machine(),
+        "state_dir": str(home),
+        "fresh_state": not args.keep_state,
+        "other_stacks": others,
+    }
     everything: list[Measurement] = []
     failed: dict[str, str] = {}
     for name in names:
@@ -98,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"{time.time() - started:.0f}s in all; wrote {path}")
     for name, error in failed.items():
         console.print(f"[red]bench {name} failed:[/] {error.splitlines()[0]}")
+    if not args.keep_state:
+        ctx.stop()
     return 1 if failed else 0
 
 

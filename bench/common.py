@@ -57,6 +57,14 @@ class BenchContext:
             self._settings = stack.up(load_settings(), connect=True)
         return self._settings
 
+    def stop(self) -> None:
+        """Stop the embedded stack, if this run started it (or found it running)."""
+        if self._settings is not None:
+            from ops.services import stack
+            from streams.settings import load_settings
+
+            stack.down(load_settings())  # as configured: the started stack's settings name its URLs
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank ``q`` quantile (0 < q <= 1) of ``values``: a value that occurred, never an
