@@ -18,14 +18,19 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ops.services.connect import EmbeddedConnect
+from ops.services.kafka import EmbeddedKafka
+from ops.services.procs import cmdline
+
 #: Where the benchmarks' stack lives unless ``VIGIL_BENCH_HOME`` says otherwise.
 BENCH_HOME_ENV = "VIGIL_BENCH_HOME"
 DEFAULT_HOME = Path(__file__).resolve().parents[1] / ".vigil-bench"
 #: What a Vigil state directory holds (``ops.services`` and the worker): a directory holding
 #: anything else is not emptied.
 STATE_ENTRIES = frozenset({"postgres", "kafka", "connect", "registry", "logs", "faust", "demo"})
-#: The configuration file each embedded JVM is started with, under ``<home>/<service>/``.
-_JVM_CONFIGS = {"kafka.properties": "kafka", "connect.properties": "connect"}
+#: The configuration file each embedded JVM is started with, ``<home>/<service>/<service>.properties``
+#: (:class:`ops.services.jvm.JvmService`'s ``config``).
+_JVM_CONFIGS = {f"{service.name}.properties": service.name for service in (EmbeddedKafka, EmbeddedConnect)}
 
 
 def bench_home() -> Path:
@@ -69,8 +74,6 @@ def stack_home_of(argv: Sequence[str]) -> tuple[Path, str] | None:
     """The state directory and the service of an embedded Vigil service, from its command line
     (``/proc/<pid>/cmdline``), or None: a JVM started with ``<home>/kafka/kafka.properties`` or
     ``<home>/connect/connect.properties``, or a postmaster with ``-D <home>/postgres/data``."""
-    if not argv:
-        return None
     for i, arg in enumerate(argv):
         path = Path(arg)
         if path.name in _JVM_CONFIGS and path.parent.name == _JVM_CONFIGS[path.name]:
@@ -84,14 +87,8 @@ def stack_home_of(argv: Sequence[str]) -> tuple[Path, str] | None:
 
 def _command_lines() -> Iterator[tuple[int, list[str]]]:
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "cmdline").read_bytes()
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        if raw:
-            yield int(entry.name), raw.rstrip(b"\0").decode(errors="replace").split("\0")
+        if entry.name.isdigit() and (argv := cmdline(int(entry.name))):
+            yield int(entry.name), argv
 
 
 def other_stacks(home: Path) -> dict[str, list[str]]:
