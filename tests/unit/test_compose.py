@@ -29,6 +29,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from ops.services.connect import PRODUCER_BATCH_SIZE
+from ops.services.jvm import G1_REGION_SIZE, JvmService
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -598,6 +599,29 @@ def test_connect_producer_batches_as_the_embedded_worker_does(stack: Stack) -> N
     its rate); the compose worker must not fall back to the default."""
     env = stack.env(stack.service_of("connect"))
     assert str(env.get("CONNECT_PRODUCER_BATCH_SIZE")) == PRODUCER_BATCH_SIZE
+
+
+def _bytes(size: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(size[:-1]) * units[size[-1].lower()] if size[-1].lower() in units else int(size)
+
+
+def test_a_producer_batch_is_not_a_humongous_allocation_in_the_jvms() -> None:
+    """G1 allocates an object of half a region or more as "humongous" (in whole old-generation
+    regions, each allocation a possible start of a marking cycle): a produce request of one full
+    batch, with its headers, must stay under half the embedded JVMs' region."""
+    headers = 64 * 1024
+    assert int(PRODUCER_BATCH_SIZE) + headers < _bytes(G1_REGION_SIZE) // 2
+    assert f"-XX:G1HeapRegionSize={G1_REGION_SIZE}" in JvmService.performance_options
+
+
+@pytest.mark.parametrize("role", ["kafka", "connect"])
+def test_compose_jvms_run_with_the_embedded_gc_flags(stack: Stack, role: str) -> None:
+    """The broker and the Connect worker in compose get the embedded JVMs' GC flags (the images'
+    scripts read KAFKA_JVM_PERFORMANCE_OPTS, which replaces their defaults)."""
+    flags = str(stack.env(stack.service_of(role)).get("KAFKA_JVM_PERFORMANCE_OPTS", "")).split()
+    missing = [flag for flag in JvmService.performance_options if flag not in flags]
+    assert not missing, f"{role}: KAFKA_JVM_PERFORMANCE_OPTS lacks {missing}"
 
 
 def test_postgres_has_logical_replication_and_a_vigil_database(stack: Stack) -> None:
