@@ -3,7 +3,9 @@ Debezium embedded engine alone.
 
 One connector (a copy of the packaged ``vigil-demo`` for a bench table, ``poll.interval.ms=10``)
 is applied to Kafka Connect over its REST API, as ``vigil connectors apply`` does. After a warm-up
-of 150,000 rows (whatever the scale: it is there to warm the JVM's JIT):
+of 150,000 rows, then of bulk inserts like the measured ones until the JVMs' JIT compilers have
+settled (:data:`JIT_SETTLED`; whatever the scale: the target compares warm JVMs, as they run in
+production, not how far each JIT got):
 - ``bulk insert throughput``: rows/s from the first commit of a bulk insert (50,000 x scale rows,
   5,000 per transaction) until the broker appended the last row (its ``LogAppendTime``: the topic
   is created so before the connector starts; only its end offset is polled meanwhile, so no
@@ -48,6 +50,7 @@ from connectors.config import ConnectorSpec, derive_connector, load_connector_fi
 from connectors.connect_client import ConnectClient
 from connectors.database import drop_replication_slot, ensure_heartbeat_table
 from ops.connectors_cli import for_connect
+from ops.services import stack
 from streams.catalog import TopicSpec
 from streams.kafka import make_consumer
 from streams.settings import Settings
@@ -64,6 +67,19 @@ BULK = "bulk insert throughput"
 #: each best at its last), so the ratio judged how far each JIT had got. After 150,000 on fresh
 #: JVMs: Connect 15,467-20,526 and the engine 19,222 then 27,370-39,448, level from the second.
 WARMUP_ROWS = 150_000
+#: A warm-up round (one bulk insert per path, alternating, as measured) ends the warm-up when in
+#: it the JIT compilers of all the JVMs on the two paths (Connect, Kafka, the engine) together kept
+#: at most this many cores busy (their CPU seconds over the round's wall seconds). After 150,000
+#: rows on fresh JVMs (session 20, every thread's CPU each second), Connect's compilers still took
+#: 0.3-0.67 of a core through the measured rounds and the engine's under 0.02: the engine's smaller
+#: code settles first, and on two cores the ratio judged how far Connect's JIT had got (Connect's
+#: best round 28-43k rows/s on the same code in sessions 18-19, the engine's 45-55k). The broker's
+#: compilers never fall silent (0.02-0.17 of a core in 5-second windows of a late warm-up), so the
+#: limit is on the sum, not on each JVM's share of its own CPU (the broker's own CPU is small: its
+#: share stayed at 20-56%).
+JIT_SETTLED = 0.10
+#: Warm-up rounds at most (each ≈ 2.5 s at scale 1); a run that stops here says so in its notes.
+MAX_WARM_ROUNDS = 30
 #: Bulk inserts per path. Both JVMs were still speeding up over the first rounds (a fresh Connect,
 #: scale 1: 9,548, 16,681, 23,704, 23,930, 25,445, 33,790 rows/s; the engine then levelled off
 #: near 40,000 from its fourth): with three, the ratio judged a Connect still warming up.
@@ -198,10 +214,78 @@ class _Path:
     wait_for: Callable[[int], float]
     rates: list[float] = field(default_factory=list)
 
-    def bulk(self, url: str, first: int, count: int) -> None:
+    def run(self, url: str, first: int, count: int) -> float:
+        """Insert ``count`` rows from id ``first``; rows/s from the first commit to the last arrival."""
         started = time.time()
         _insert(url, self.table, first, count)
-        self.rates.append(rows_per_second(count, started, self.wait_for(first + count - 1)))
+        return rows_per_second(count, started, self.wait_for(first + count - 1))
+
+    def bulk(self, url: str, first: int, count: int) -> None:
+        self.rates.append(self.run(url, first, count))
+
+
+@dataclass(frozen=True)
+class JitReading:
+    """When (``time.monotonic()``), and per JVM the CPU seconds its JIT compilers had used."""
+
+    at: float
+    seconds: dict[str, float]
+
+
+def read_jit(pids: dict[str, int]) -> JitReading:
+    return JitReading(time.monotonic(), {name: procs.jit_seconds(pid) for name, pid in pids.items()})
+
+
+def jit_cores(before: JitReading, after: JitReading) -> dict[str, float]:
+    """Per JVM read both times, the cores its JIT compilers kept busy in between: CPU seconds over
+    wall seconds (never below 0: the CPU of a compiler thread that ended leaves the sum)."""
+    wall = after.at - before.at
+    if wall <= 0:
+        raise ValueError(f"the second reading ({after.at}) is not after the first ({before.at})")
+    return {
+        name: max(0.0, seconds - before.seconds[name]) / wall
+        for name, seconds in after.seconds.items()
+        if name in before.seconds
+    }
+
+
+def jit_settled(cores: dict[str, float], limit: float = JIT_SETTLED) -> bool:
+    return sum(cores.values()) <= limit
+
+
+def cores_text(cores: dict[str, float]) -> str:
+    if not cores:
+        return "no JVM watched"
+    return ", ".join(f"{name} {busy:.2f}" for name, busy in cores.items()) + " of a core"
+
+
+@dataclass
+class _WarmUp:
+    """The warm-up rounds: in each, the cores each JVM's JIT compilers kept busy."""
+
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        return bool(self.rounds) and jit_settled(self.rounds[-1])
+
+    def notes(self, rows: int) -> str:
+        last = cores_text(self.rounds[-1]) if self.rounds else "none"
+        if self.settled:
+            how = f"until the JIT compilers kept at most {JIT_SETTLED:.2f} of a core busy"
+        else:
+            how = f"stopped at {MAX_WARM_ROUNDS} with the JIT compilers still busy"
+        return f"warmed with {rows:,} rows and {len(self.rounds)} rounds, {how} (last: {last})"
+
+
+def _jvm_pids(settings: Settings, peer: EnginePeer) -> dict[str, int]:
+    """The JVMs on the two paths that this machine runs (an external Connect or Kafka is not watched)."""
+    found = {
+        "connect": stack.embedded_connect(settings).pid(),
+        "kafka": stack.embedded_kafka(settings).pid(),
+        "engine": peer.pid,
+    }
+    return {name: pid for name, pid in found.items() if pid is not None}
 
 
 def bulk_notes(rates: Sequence[float]) -> str:
@@ -241,6 +325,7 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
     _create_topic(settings, topic)
     appended = _Appended(settings, topic)
     reader: _Reader | None = None
+    warm = _WarmUp()
     with ConnectClient(connect_url) as client:
         try:
             with EnginePeer(
@@ -258,12 +343,23 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
                 for path in (engine, connect):
                     _insert(url, path.table, 1, warmup)
                     path.wait_for(warmup)
-                for first in range(warmup + 1, warmup + ROUNDS * bulk, bulk):
+                jvms = _jvm_pids(settings, peer)
+                first = warmup + 1
+                while len(warm.rounds) < MAX_WARM_ROUNDS and not warm.settled:
+                    before = read_jit(jvms)
+                    for path in (engine, connect):
+                        path.run(url, first, bulk)
+                    first += bulk
+                    warm.rounds.append(jit_cores(before, read_jit(jvms)))
+                before = read_jit(jvms)
+                for _ in range(ROUNDS):
                     engine.bulk(url, first, bulk)
                     connect.bulk(url, first, bulk)
+                    first += bulk
+                measured_jit = jit_cores(before, read_jit(jvms))
             _cleanup(url, engine_slot, engine_slot, None, engine_table)
 
-            next_id = steady_first = warmup + ROUNDS * bulk + 1
+            next_id = steady_first = first
             reader = _Reader(settings, topic, start=appended.end())
             reader.start()
             with psycopg.connect(url, autocommit=True) as conn:
@@ -294,6 +390,7 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
             _cleanup(url, spec.slot_name, spec.publication_name, spec.name, table)
             _cleanup(url, engine_slot, engine_slot, None, engine_table)
     notes = "poll.interval.ms=10; at-least-once (offsets committed every second)"
+    jit = f"{warm.notes(warmup)}; JIT compilers in the measured rounds: {cores_text(measured_jit)}"
     return [
         Measurement(
             BENCH,
@@ -301,7 +398,7 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
             BULK,
             max(connect.rates),
             "rows/s",
-            notes=f"{bulk:,} rows, commit → appended by the broker (LogAppendTime); {bulk_notes(connect.rates)}; {notes}",
+            notes=f"{bulk:,} rows, commit → appended by the broker (LogAppendTime); {bulk_notes(connect.rates)}; {jit}; {notes}",
         ),
         Measurement(
             BENCH,

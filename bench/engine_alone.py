@@ -205,6 +205,11 @@ class EnginePeer:
         self._reader.start()
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The engine JVM's process id, once it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def _follow(self, out: IO[str]) -> None:
         for line in out:
             report = parse_line(line)

@@ -177,6 +177,18 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return found
 
 
+#: HotSpot's JIT compiler threads, by the start of their OS names ("C2 CompilerThread0": Linux keeps
+#: 15 bytes of it).
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def jit_seconds(pid: int) -> float:
+    """CPU seconds the JIT compiler threads of JVM ``pid`` have used. Only live threads count:
+    HotSpot may end a compiler thread it added under load, and its CPU then drops out (with two
+    cores it runs one C1 and one C2 thread, and keeps both)."""
+    return sum(seconds for name, seconds in thread_cpu(pid).values() if name.startswith(JIT_THREADS))
+
+
 def cpu_split(
     pid: int, before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]]
 ) -> dict[str, float]:

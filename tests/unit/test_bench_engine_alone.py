@@ -168,3 +168,48 @@ def test_a_missing_tool_is_named_with_what_to_install() -> None:
     with pytest.raises(ConfigurationError, match="install the thing"):
         require_tool("vigil-no-such-tool", "install the thing")
     assert require_tool("sh", "never").endswith("/sh")
+
+
+def test_the_jit_load_is_each_jvms_compiler_cpu_over_the_wall_time_between_two_readings() -> None:
+    before = bench_cdc.JitReading(100.0, {"connect": 10.0, "kafka": 5.0, "engine": 3.0})
+    after = bench_cdc.JitReading(
+        102.0,
+        {
+            "connect": 10.1,  # 0.1 s in 2 s
+            "kafka": 5.0,  # idle
+            "engine": 2.0,  # a compiler thread ended: its CPU left the sum, never a negative load
+            "registry": 1.0,  # not read before: not judged
+        },
+    )
+    cores = bench_cdc.jit_cores(before, after)
+    assert cores == {"connect": pytest.approx(0.05), "kafka": 0.0, "engine": 0.0}
+    assert bench_cdc.jit_settled(cores)
+    # The limit is on the sum: three JVMs each just under it are not settled.
+    assert not bench_cdc.jit_settled(dict.fromkeys(("connect", "kafka", "engine"), bench_cdc.JIT_SETTLED / 2))
+    with pytest.raises(ValueError):
+        bench_cdc.jit_cores(after, before)
+
+
+def test_the_warm_up_notes_say_how_it_ended() -> None:
+    warm = bench_cdc._WarmUp([{"connect": 0.4, "engine": 0.02}])
+    assert not warm.settled
+    assert "rounds, stopped at" in warm.notes(150_000)
+    warm.rounds.append({"connect": 0.06, "engine": 0.01})
+    assert warm.settled
+    assert warm.notes(150_000) == (
+        "warmed with 150,000 rows and 2 rounds, until the JIT compilers kept at most 0.10 of a core busy "
+        "(last: connect 0.06, engine 0.01 of a core)"
+    )
+
+
+def test_only_the_jit_compiler_threads_count_as_the_jit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import procs
+
+    threads = {
+        1: ("java", 9.0),
+        2: ("C2 CompilerThre", 4.0),
+        3: ("C1 CompilerThre", 1.5),
+        4: ("GC Thread#0", 2.0),
+    }
+    monkeypatch.setattr(procs, "thread_cpu", lambda pid: threads)
+    assert procs.jit_seconds(1234) == pytest.approx(5.5)
