@@ -50,9 +50,9 @@ def write_properties(path: Path, props: dict[str, str], header: str) -> None:
 #: (``producer.batch.size``) arrived at the broker as a humongous request buffer: in a bench cdc
 #: run the broker went through 66 marking cycles, nearly all started by a humongous allocation,
 #: each with a Remark pause (up to 57 ms) while Connect, one request in flight, waited. With 4 MB
-#: regions: one such start and 20 cycles in all, and Connect's bulk rounds steadied (40-45k rows/s,
-#: where they had ranged 33-46k). Kafka's own operations guide runs brokers with
-#: ``-XX:G1HeapRegionSize=16M`` (on 6 GB heaps); docker-compose.yml passes the same flags.
+#: regions: 20 cycles in a run, one of them started by a humongous allocation. Kafka's own
+#: operations guide runs brokers with ``-XX:G1HeapRegionSize=16M`` (on 6 GB heaps);
+#: docker-compose.yml passes the same flags.
 G1_REGION_SIZE = "4m"
 
 
