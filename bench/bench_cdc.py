@@ -351,11 +351,19 @@ def _measure(settings: Settings, warmup: int, bulk: int, seconds: float) -> list
                         path.run(url, first, bulk)
                     first += bulk
                     warm.rounds.append(jit_cores(before, read_jit(jvms)))
+                    print(
+                        f"  warm-up round {len(warm.rounds)}: JIT compilers {cores_text(warm.rounds[-1])}",
+                        flush=True,
+                    )
                 before = read_jit(jvms)
                 for _ in range(ROUNDS):
                     engine.bulk(url, first, bulk)
                     connect.bulk(url, first, bulk)
                     first += bulk
+                    print(
+                        f"  round {len(connect.rates)}: Connect {connect.rates[-1]:,.0f} rows/s, engine {engine.rates[-1]:,.0f}",
+                        flush=True,
+                    )
                 measured_jit = jit_cores(before, read_jit(jvms))
             _cleanup(url, engine_slot, engine_slot, None, engine_table)
 
