@@ -44,7 +44,7 @@ def write_properties(path: Path, props: dict[str, str], header: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-#: G1's region size. An object of half a region or more is "humongous": G1 allocates it in whole
+#: G1's region size, MB. An object of half a region or more is "humongous": G1 allocates it in whole
 #: regions of the old generation, and each such allocation may start a concurrent marking cycle.
 #: A heap under 2 GB gets 1 MB regions, so every 512 KB batch of Connect's producer
 #: (``producer.batch.size``) arrived at the broker as a humongous request buffer: in a bench cdc
@@ -53,7 +53,7 @@ def write_properties(path: Path, props: dict[str, str], header: str) -> None:
 #: regions: 20 cycles in a run, one of them started by a humongous allocation. Kafka's own
 #: operations guide runs brokers with ``-XX:G1HeapRegionSize=16M`` (on 6 GB heaps);
 #: docker-compose.yml passes the same flags.
-G1_REGION_SIZE = "4m"
+G1_REGION_MB = 4
 
 
 class JvmService:
@@ -74,7 +74,7 @@ class JvmService:
         "-XX:MaxGCPauseMillis=20",
         "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
-        f"-XX:G1HeapRegionSize={G1_REGION_SIZE}",
+        f"-XX:G1HeapRegionSize={G1_REGION_MB}m",
     )
 
     def __init__(self, root: Path) -> None:

@@ -29,7 +29,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from ops.services.connect import PRODUCER_BATCH_SIZE
-from ops.services.jvm import G1_REGION_SIZE, JvmService
+from ops.services.jvm import G1_REGION_MB, JvmService
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -601,18 +601,13 @@ def test_connect_producer_batches_as_the_embedded_worker_does(stack: Stack) -> N
     assert str(env.get("CONNECT_PRODUCER_BATCH_SIZE")) == PRODUCER_BATCH_SIZE
 
 
-def _bytes(size: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    return int(size[:-1]) * units[size[-1].lower()] if size[-1].lower() in units else int(size)
-
-
 def test_a_producer_batch_is_not_a_humongous_allocation_in_the_jvms() -> None:
     """G1 allocates an object of half a region or more as "humongous" (in whole old-generation
     regions, each allocation a possible start of a marking cycle): a produce request of one full
     batch, with its headers, must stay under half the embedded JVMs' region."""
     headers = 64 * 1024
-    assert int(PRODUCER_BATCH_SIZE) + headers < _bytes(G1_REGION_SIZE) // 2
-    assert f"-XX:G1HeapRegionSize={G1_REGION_SIZE}" in JvmService.performance_options
+    assert int(PRODUCER_BATCH_SIZE) + headers < G1_REGION_MB * 1024 * 1024 // 2
+    assert f"-XX:G1HeapRegionSize={G1_REGION_MB}m" in JvmService.performance_options
 
 
 @pytest.mark.parametrize("role", ["kafka", "connect"])
